@@ -1,0 +1,1 @@
+"""The `ppatch` command line; see `ppatch.cli.main`."""

@@ -1,0 +1,34 @@
+"""Fixtures shared by the whole suite.
+
+Every test runs with its own home, cache and configuration directories, so no test reads or
+writes the user's real state and tests cannot see each other's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("env")
+    for variable, sub in {
+        "PPATCH_HOME": "ppatch-home",
+        "XDG_CACHE_HOME": "xdg-cache",
+        "XDG_CONFIG_HOME": "xdg-config",
+        "XDG_DATA_HOME": "xdg-data",
+        "HF_HOME": "hf-home",
+        "PPATCH_REGISTRY_HOME": "registry-home",
+    }.items():
+        path = root / sub
+        path.mkdir()
+        monkeypatch.setenv(variable, str(path))
+    for variable in ("PPATCH_REGISTRY", "PPATCH_TOKEN", "PPATCH_OFFLINE", "PPATCH_DEBUG",
+                     "PPATCH_REGISTRY_DATABASE_URL", "PPATCH_REGISTRY_STORAGE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("PPATCH_NO_PROGRESS", "1")
+    yield root
