@@ -1,0 +1,176 @@
+"""The key/value cache of a patch's virtual tokens, computed once and shared by every request.
+
+A prompt-tuning patch is a block of virtual-token embeddings placed before the user's tokens.
+Causal attention means those positions never see what follows them, so their keys and values
+are the same for every prompt: the model runs over them once (`compute_prefix`) and each request
+starts from that cache. `PrefixStore` keeps one prefix per (model, patch set, dtype, device).
+
+Sharing rather than copying: `PrefixKV.cache_for_batch` builds a fresh `DynamicCache` whose layers
+point at the stored tensors, widened to the batch with `expand` views (no memory). The cache's
+`update` concatenates new keys onto them, which allocates new tensors; the stored ones are never
+written. Layer kinds that keep their own bookkeeping (sliding windows, ...) are filled through
+their `update` instead, which copies, but stays correct.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import DynamicCache, PreTrainedModel
+
+__all__ = [
+    "PrefixKV",
+    "PrefixStore",
+    "compute_prefix",
+    "default_prefix_store",
+    "embedding_width",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class PrefixKV:
+    """Keys and values of the virtual tokens, one `(keys, values)` pair per decoder layer.
+
+    Tensors have batch size 1: `[1, kv_heads, num_virtual_tokens, head_dim]`.
+    `next_token_logits` (`[1, vocab]`) are the logits after the last virtual token: what the
+    model predicts for the first real token, needed for a loss over the whole prompt.
+    """
+
+    layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    num_virtual_tokens: int
+    next_token_logits: torch.Tensor
+
+    def cache_for_batch(self, batch_size: int, config: Any) -> DynamicCache:
+        """A new cache for `batch_size` rows that starts with the virtual tokens.
+
+        The returned cache is the caller's to grow; the stored tensors stay untouched.
+        """
+        from transformers import DynamicCache
+        from transformers.cache_utils import CacheLayerMixin, DynamicLayer
+
+        cache = DynamicCache(config=config)
+        if len(cache.layers) != len(self.layers):
+            raise ValueError(
+                f"the model's cache has {len(cache.layers)} layers but the prefix has "
+                f"{len(self.layers)}: the prefix was computed for another model"
+            )
+        for layer, (keys, values) in zip(cache.layers, self.layers, strict=True):
+            wide_keys = keys.expand(batch_size, -1, -1, -1)
+            wide_values = values.expand(batch_size, -1, -1, -1)
+            if type(layer) is DynamicLayer:
+                layer.lazy_initialization(wide_keys, wide_values)
+                layer.keys = wide_keys
+                layer.values = wide_values
+            elif isinstance(layer, CacheLayerMixin):
+                layer.update(wide_keys, wide_values)
+            else:
+                raise ValueError(
+                    f"the model's cache layer {type(layer).__name__} keeps no keys and values, "
+                    "so a prompt-tuning prefix cannot be cached for it"
+                )
+        return cache
+
+
+def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV:
+    """Run `model` over `embeddings` (`[num_virtual_tokens, hidden]`) and keep their cache.
+
+    The virtual tokens sit at positions 0..n-1 with nothing masked, exactly as in the plain
+    concatenation `cat([embeddings, embed(input_ids)])`.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    if embeddings.ndim != 2 or embeddings.shape[0] == 0:
+        raise ValueError(
+            f"prompt embeddings must have shape [num_virtual_tokens >= 1, hidden], "
+            f"got {tuple(embeddings.shape)!r}"
+        )
+    hidden = embedding_width(model)
+    if embeddings.shape[1] != hidden:
+        raise ValueError(
+            f"prompt embeddings have hidden size {embeddings.shape[1]} but the model's is {hidden}"
+        )
+    with torch.no_grad():
+        cache = DynamicCache(config=model.config)
+        output = model(
+            inputs_embeds=embeddings.unsqueeze(0),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+    layers = tuple((layer.keys, layer.values) for layer in output.cache.layers)
+    for keys, values in layers:
+        # Nobody may write through these: they back every request's cache.
+        keys.requires_grad_(False)
+        values.requires_grad_(False)
+    return PrefixKV(
+        layers=layers,
+        num_virtual_tokens=int(embeddings.shape[0]),
+        next_token_logits=output.logits[:, -1, :].detach(),
+    )
+
+
+def embedding_width(model: PreTrainedModel) -> int:
+    """The model's hidden size as its input embeddings see it."""
+    import torch
+
+    weight = model.get_input_embeddings().weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(model).__name__} has no input embedding matrix")
+    return int(weight.shape[-1])
+
+
+class PrefixStore:
+    """Prefixes keyed by model (held weakly), patch set, dtype and device.
+
+    A model that is garbage-collected takes its prefixes with it. A model whose weights change
+    in place keeps stale prefixes: call `clear(model)` after changing them.
+    """
+
+    def __init__(self) -> None:
+        self._by_model: weakref.WeakKeyDictionary[Any, dict[Hashable, PrefixKV]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        model: PreTrainedModel,
+        patch_set: Hashable,
+        build_embeddings: Callable[[], torch.Tensor],
+    ) -> PrefixKV:
+        """The prefix of `patch_set` on `model` as it is now (its dtype and device).
+
+        `build_embeddings` is called only when the prefix is not stored yet; it returns the
+        composed embeddings already in the model's dtype and on its device.
+        """
+        key = (patch_set, str(model.dtype), str(model.device))
+        with self._lock:
+            stored = self._by_model.setdefault(model, {})
+            prefix = stored.get(key)
+            if prefix is None:
+                prefix = compute_prefix(model, build_embeddings())
+                stored[key] = prefix
+            return prefix
+
+    def clear(self, model: PreTrainedModel | None = None) -> None:
+        """Forget the prefixes of `model`, or of every model."""
+        with self._lock:
+            if model is None:
+                self._by_model.clear()
+            else:
+                self._by_model.pop(model, None)
+
+
+_DEFAULT_STORE = PrefixStore()
+
+
+def default_prefix_store() -> PrefixStore:
+    """The process-wide store that `PatchedModel` uses unless given another."""
+    return _DEFAULT_STORE

@@ -1,0 +1,132 @@
+"""A tiny random Llama and a word-level tokenizer, built in code and saved once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "and",
+    "ran",
+    "to",
+    "house",
+    "big",
+    "small",
+    "red",
+    "blue",
+    "is",
+    "was",
+    "very",
+    "not",
+    "happy",
+    "sad",
+    "hello",
+    "world",
+    "how",
+    "are",
+    "you",
+    "today",
+    "please",
+    "tell",
+    "me",
+    "about",
+    "it",
+    "yes",
+    "no",
+    "why",
+    "what",
+    "who",
+    "where",
+    "when",
+]
+SPECIAL = ["[PAD]", "<s>", "</s>", "[UNK]"]
+HIDDEN = 32
+VIRTUAL_TOKENS = 5
+
+
+def build_tokenizer() -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: index for index, token in enumerate([*SPECIAL, *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.decoder = decoders.WordPiece(prefix="##")
+    # BOS first, so tests can check the virtual tokens go before it.
+    core.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        padding_side="left",
+    )
+
+
+def build_model(vocab_size: int, *, seed: int = 0, hidden: int = HIDDEN) -> Any:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny model with its tokenizer: what `ppatch.load_model` reads."""
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = build_tokenizer()
+    model = build_model(len(tokenizer))
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, local_files_only=True).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True)
+
+
+@pytest.fixture(scope="session")
+def prompt_embeddings() -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(VIRTUAL_TOKENS, HIDDEN)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def second_embeddings() -> np.ndarray:
+    return np.random.default_rng(2).normal(size=(3, HIDDEN)).astype(np.float32)

@@ -1,0 +1,150 @@
+"""The prefix cache: computed once per (model, patch set, dtype, device), shared, never written."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from ppatch.apply.patched_model import AppliedPatch, PatchedModel
+from ppatch.apply.prefix import PrefixStore, compute_prefix
+
+PROMPTS = ["hello world", "the cat sat on the mat and ran to the big red house", "why"]
+
+
+class ForwardsFromPositionZero:
+    """Counts decoder passes that start with an empty cache: passes over the virtual tokens.
+
+    Every patched request starts from the prefix, so only computing the prefix starts at 0.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.count = 0
+        self._handle = model.model.register_forward_pre_hook(self._seen, with_kwargs=True)
+
+    def _seen(self, _module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        cache = kwargs.get("cache")
+        if cache is None or cache.get_seq_length() == 0:
+            self.count += 1
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def encode(tokenizer, prompts):
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left")
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+def test_the_prefix_is_computed_once_for_every_call(
+    tiny_model, tiny_tokenizer, prompt_embeddings
+) -> None:
+    patched = PatchedModel(
+        tiny_model, [AppliedPatch.from_array(prompt_embeddings)], prefix_store=PrefixStore()
+    )
+    input_ids, mask = encode(tiny_tokenizer, PROMPTS)
+    counter = ForwardsFromPositionZero(tiny_model)
+    try:
+        for prompts in (PROMPTS, PROMPTS[:1], PROMPTS):
+            ids, prompt_mask = encode(tiny_tokenizer, prompts)
+            patched.generate(
+                input_ids=ids, attention_mask=prompt_mask, max_new_tokens=3, pad_token_id=0
+            )
+        with torch.no_grad():
+            patched(input_ids=input_ids, attention_mask=mask)
+        # A second PatchedModel with the same patch set on the same model shares the prefix.
+        twin = PatchedModel(
+            tiny_model, [AppliedPatch.from_array(prompt_embeddings)], prefix_store=patched._store
+        )
+        twin.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=2, pad_token_id=0)
+    finally:
+        counter.remove()
+    assert counter.count == 1
+
+
+def test_generation_leaves_the_shared_prefix_tensors_unchanged(
+    tiny_model, tiny_tokenizer, prompt_embeddings
+) -> None:
+    patched = PatchedModel(
+        tiny_model, [AppliedPatch.from_array(prompt_embeddings)], prefix_store=PrefixStore()
+    )
+    prefix = patched.prefix()
+    before = [(keys.clone(), values.clone()) for keys, values in prefix.layers]
+    input_ids, mask = encode(tiny_tokenizer, PROMPTS)
+
+    patched.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=6, pad_token_id=0)
+    patched.generate(
+        input_ids=input_ids, attention_mask=mask, max_new_tokens=4, num_beams=2, pad_token_id=0
+    )
+
+    assert patched.prefix() is prefix
+    for (keys, values), (old_keys, old_values) in zip(prefix.layers, before, strict=True):
+        assert torch.equal(keys, old_keys)
+        assert torch.equal(values, old_values)
+
+
+def test_a_batch_cache_shares_the_prefix_memory(tiny_model, prompt_embeddings) -> None:
+    prefix = compute_prefix(tiny_model, torch.from_numpy(prompt_embeddings))
+    cache = prefix.cache_for_batch(16, tiny_model.config)
+
+    assert cache.get_seq_length() == prompt_embeddings.shape[0]
+    for layer, (keys, values) in zip(cache.layers, prefix.layers, strict=True):
+        assert layer.keys.shape[0] == 16
+        assert layer.keys.data_ptr() == keys.data_ptr()
+        assert layer.values.data_ptr() == values.data_ptr()
+        assert layer.keys.stride(0) == 0  # an expand view, not a copy
+
+
+def test_the_prefix_is_recomputed_for_another_dtype(
+    tiny_model, tiny_tokenizer, prompt_embeddings
+) -> None:
+    store = PrefixStore()
+    patch = AppliedPatch.from_array(prompt_embeddings)
+    wide_model = copy.deepcopy(tiny_model).to(torch.float64)
+    narrow = PatchedModel(tiny_model, [patch], prefix_store=store).prefix()
+    wide = PatchedModel(wide_model, [patch], prefix_store=store).prefix()
+
+    assert narrow.layers[0][0].dtype == torch.float32
+    assert wide.layers[0][0].dtype == torch.float64
+    torch.testing.assert_close(wide.layers[0][0].float(), narrow.layers[0][0], atol=1e-5, rtol=0)
+
+
+def test_clearing_a_model_forgets_its_prefixes(tiny_model, prompt_embeddings) -> None:
+    store = PrefixStore()
+    patched = PatchedModel(
+        tiny_model, [AppliedPatch.from_array(prompt_embeddings)], prefix_store=store
+    )
+    first = patched.prefix()
+    assert patched.prefix() is first
+    store.clear(tiny_model)
+    assert patched.prefix() is not first
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [((0, 32), "num_virtual_tokens >= 1"), ((32,), "num_virtual_tokens >= 1"), ((3, 8), "8")],
+    ids=["empty", "1-d", "narrow"],
+)
+def test_compute_prefix_refuses_embeddings_of_a_bad_shape(tiny_model, shape, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        compute_prefix(tiny_model, torch.zeros(shape))
+
+
+def test_a_prefix_from_another_model_is_refused(tiny_model, prompt_embeddings) -> None:
+    from transformers import LlamaConfig
+
+    prefix = compute_prefix(tiny_model, torch.from_numpy(prompt_embeddings))
+    deeper = LlamaConfig(**{**tiny_model.config.to_dict(), "num_hidden_layers": 3})
+    with pytest.raises(ValueError, match="3 layers but the prefix has 2"):
+        prefix.cache_for_batch(1, deeper)
+
+
+def test_different_embeddings_get_different_prefixes(tiny_model, prompt_embeddings) -> None:
+    store = PrefixStore()
+    one = PatchedModel(tiny_model, [AppliedPatch.from_array(prompt_embeddings)], prefix_store=store)
+    other = PatchedModel(
+        tiny_model, [AppliedPatch.from_array(np.flip(prompt_embeddings, 0))], prefix_store=store
+    )
+    assert not torch.equal(one.prefix().layers[0][0], other.prefix().layers[0][0])
