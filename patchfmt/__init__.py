@@ -1,0 +1,80 @@
+"""The `.ppatch` format `ppatch/1`: manifest, container, weights, signing, fingerprint, versions."""
+
+from patchfmt.container import PatchFile, ReadLimits, pack_patch, read_patch, write_patch
+from patchfmt.errors import (
+    FingerprintMismatchError,
+    HashMismatchError,
+    InvalidContainerError,
+    InvalidManifestError,
+    InvalidNameError,
+    InvalidRangeError,
+    InvalidVersionError,
+    InvalidWeightsError,
+    ModelNotFoundError,
+    PatchFormatError,
+    SignatureError,
+    UnsupportedFormatError,
+)
+from patchfmt.fingerprint import check_fingerprint, fingerprint_model, resolve_model_path
+from patchfmt.manifest import BaseModelRef, FileDigest, Manifest, PatchSpec, build_manifest
+from patchfmt.names import PackageSpec
+from patchfmt.signing import (
+    Signature,
+    generate_private_key,
+    key_id,
+    load_private_key,
+    load_public_key,
+    private_key_to_pem,
+    public_key_to_pem,
+    sign_manifest,
+    verify_patch,
+    verify_signature,
+)
+from patchfmt.versions import Version, VersionRange, parse_version, select_version
+from patchfmt.weights import TENSOR_NAME, array_from_weights, weights_from_array
+
+__all__ = [
+    "TENSOR_NAME",
+    "BaseModelRef",
+    "FileDigest",
+    "FingerprintMismatchError",
+    "HashMismatchError",
+    "InvalidContainerError",
+    "InvalidManifestError",
+    "InvalidNameError",
+    "InvalidRangeError",
+    "InvalidVersionError",
+    "InvalidWeightsError",
+    "Manifest",
+    "ModelNotFoundError",
+    "PackageSpec",
+    "PatchFile",
+    "PatchFormatError",
+    "PatchSpec",
+    "ReadLimits",
+    "Signature",
+    "SignatureError",
+    "UnsupportedFormatError",
+    "Version",
+    "VersionRange",
+    "array_from_weights",
+    "build_manifest",
+    "check_fingerprint",
+    "fingerprint_model",
+    "generate_private_key",
+    "key_id",
+    "load_private_key",
+    "load_public_key",
+    "pack_patch",
+    "parse_version",
+    "private_key_to_pem",
+    "public_key_to_pem",
+    "read_patch",
+    "resolve_model_path",
+    "select_version",
+    "sign_manifest",
+    "verify_patch",
+    "verify_signature",
+    "weights_from_array",
+    "write_patch",
+]
