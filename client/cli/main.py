@@ -22,6 +22,7 @@ __all__ = ["build_parser", "main"]
 # Order here is the order of `ppatch --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "ppatch.cli.format_commands",
+    "ppatch.cli.registry_commands",
 )
 
 DEBUG_VARIABLE = "PPATCH_DEBUG"

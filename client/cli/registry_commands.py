@@ -1,0 +1,632 @@
+"""Registry-facing commands: search, info, install, remove, list, freeze, outdated, upgrade,
+publish, yank, unyank, login, trust.
+
+These never import torch or transformers (tests/client/cli/test_startup.py): a deployment's
+cron job runs `ppatch outdated` and must start fast. Handlers return an exit code and raise
+typed errors for everything else; `ppatch.cli.main` prints those as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ppatch import config, install, lockfile, store
+from ppatch.atomic import atomic_write_text
+from ppatch.errors import (
+    ExitCode,
+    NotFoundError,
+    PermissionDeniedError,
+    UsageError,
+    VerificationError,
+)
+from ppatch.registry_client import RegistryClient
+from ppatch.resolver import Pin
+
+__all__ = ["register"]
+
+
+# -- shared helpers ------------------------------------------------------------------------
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+@contextmanager
+def _client(registry: str | None, *, with_token: bool = False) -> Iterator[RegistryClient]:
+    url = config.resolve_registry(registry)
+    token = config.load_token(url) if with_token else None
+    if with_token and token is None:
+        raise PermissionDeniedError(
+            f"no token for {url}: run 'ppatch login --registry {url}' or set PPATCH_TOKEN"
+        )
+    with RegistryClient(url, token=token) as client:
+        yield client
+
+
+def _split_exact(text: str) -> tuple[str, str, str]:
+    """`NS/NAME@VERSION` with an exact version, as yank and unyank take."""
+    from patchfmt import parse_version
+
+    name_part, at, version = text.partition("@")
+    namespace, slash, name = name_part.partition("/")
+    if not (at and slash and namespace and name and version):
+        raise UsageError(
+            f"{text!r} is not valid: expected NAMESPACE/NAME@VERSION, e.g. acme/toxicity@1.2.1"
+        )
+    try:
+        parse_version(version)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    return namespace, name, version
+
+
+def _split_name(text: str) -> tuple[str, str]:
+    namespace, slash, name = text.partition("/")
+    if not (slash and namespace and name) or "@" in text:
+        raise UsageError(f"{text!r} is not valid: expected NAMESPACE/NAME, e.g. acme/toxicity")
+    return namespace, name
+
+
+# -- search and info -----------------------------------------------------------------------
+
+
+def _search(args: argparse.Namespace) -> int:
+    fingerprint = install.model_target(args.model).fingerprint if args.model else None
+    with _client(args.registry) as client:
+        results = client.search(args.query, domain=args.domain, fingerprint=fingerprint)
+    if args.json:
+        _print_json({"results": results})
+        return int(ExitCode.OK)
+    if not results:
+        print("no packages found", file=sys.stderr)
+    for item in results:
+        latest = item.get("latest_version") or "-"
+        print(
+            f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
+            f"{item.get('summary') or ''}".rstrip()
+        )
+    return int(ExitCode.OK)
+
+
+def _info(args: argparse.Namespace) -> int:
+    namespace, name = _split_name(args.package)
+    with _client(args.registry) as client:
+        index = client.get_index(namespace, name)
+    if args.json:
+        _print_json(index)
+        return int(ExitCode.OK)
+    print(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]")
+    if index.get("summary"):
+        print(f"  {index['summary']}")
+    for release in index.get("releases", []):
+        yanked = (
+            f"  YANKED: {release.get('yanked_reason') or 'no reason given'}"
+            if release.get("yanked")
+            else ""
+        )
+        print(f"  {release.get('version')}{yanked}")
+        for artifact in release.get("artifacts", []):
+            fingerprint, size = artifact.get("fingerprint"), artifact.get("size")
+            print(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}")
+    return int(ExitCode.OK)
+
+
+# -- install, upgrade, remove --------------------------------------------------------------
+
+
+def _report(actions: list[install.InstallAction], *, dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        _print_json({"dry_run": dry_run, "packages": [action.as_json() for action in actions]})
+        return
+    for action in actions:
+        if action.action == "unchanged":
+            print(f"{action.name} {action.version} already installed")
+            continue
+        verb = {
+            "install": "install",
+            "upgrade": "upgrade",
+            "downgrade": "downgrade",
+            "reinstall": "reinstall",
+        }[action.action]
+        done = {
+            "install": "installed",
+            "upgrade": "upgraded",
+            "downgrade": "downgraded",
+            "reinstall": "reinstalled",
+        }[action.action]
+        before = f" (was {action.previous})" if action.previous else ""
+        if dry_run:
+            print(f"would {verb} {action.name} {action.version}{before}")
+        else:
+            print(f"{done} {action.name} {action.version}{before}")
+
+
+def _apply(
+    client: RegistryClient | None,
+    target: install.ModelTarget,
+    actions: list[install.InstallAction],
+    registry: str | None,
+) -> None:
+    """Download and verify everything first; record the lot only when all of it passed."""
+    for action in actions:
+        if action.pin is not None and action.action != "unchanged":
+            install.fetch_verified(client, action.pin, target.fingerprint)
+    entries = [
+        action.installed_entry(registry)
+        for action in actions
+        if action.pin is not None and action.action != "unchanged"
+    ]
+    if entries:
+        install.record(target, entries)
+
+
+def _install(args: argparse.Namespace) -> int:
+    if args.requirements and args.specs:
+        raise UsageError("give package specs or -r LOCKFILE, not both")
+    if not args.requirements and not args.specs:
+        raise UsageError("nothing to install: give SPEC... or -r LOCKFILE")
+    if args.requirements:
+        return _install_lockfile(args)
+    specs = [install.parse_spec(text) for text in args.specs]  # every spec checked up front
+    target = install.model_target(args.model)
+    state = store.read_installed(target.fingerprint)
+    actions: list[install.InstallAction] = []
+    with _client(args.registry) as client:
+        for spec in specs:
+            full = f"{spec.namespace}/{spec.name}" if spec.namespace else spec.name
+            current = install.find_installed(state, full)
+            if current is not None and not args.upgrade and install.satisfied(current, spec):
+                actions.append(install.InstallAction(current.name, current.version, "unchanged"))
+                continue
+            resolution = install.resolve_spec(
+                client, spec, target.fingerprint, allow_prerelease=args.pre
+            )
+            install.warn(resolution.warnings)
+            pin = resolution.pin
+            actions.append(
+                install.InstallAction(
+                    name=pin.full_name,
+                    version=pin.version,
+                    action=install.classify(pin, current),
+                    pin=pin,
+                    previous=current.version
+                    if current and current.version != pin.version
+                    else None,
+                    warnings=resolution.warnings,
+                )
+            )
+        if not args.dry_run:
+            _apply(client, target, actions, client.base_url)
+    _report(actions, dry_run=args.dry_run, as_json=args.json)
+    return int(ExitCode.OK)
+
+
+def _install_lockfile(args: argparse.Namespace) -> int:
+    source = Path(args.requirements)
+    try:
+        text = source.read_text("utf-8")
+    except FileNotFoundError as error:
+        raise NotFoundError(f"lockfile {str(source)!r} does not exist") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read lockfile {str(source)!r}: {error}") from error
+    locked = lockfile.loads(text, str(source))
+    target = install.model_target(args.model)
+    if locked.fingerprint != target.fingerprint:
+        raise VerificationError(
+            f"lockfile {str(source)!r} was frozen for model {locked.fingerprint}, but "
+            f"{str(target.path)!r} has fingerprint {target.fingerprint}"
+        )
+    state = store.read_installed(target.fingerprint)
+    actions = []
+    to_record: list[store.InstalledPatch] = []
+    clients: dict[str, RegistryClient] = {}
+    try:
+        for entry in locked.entries:
+            current = state.find(entry.name)
+            if current is not None and current.sha256 == entry.sha256:
+                actions.append(install.InstallAction(entry.name, entry.version, "unchanged"))
+                continue
+            namespace, name = entry.name.split("/", 1)
+            pin = Pin(
+                namespace=namespace,
+                name=name,
+                version=entry.version,
+                fingerprint=target.fingerprint,
+                sha256=entry.sha256,
+                size=entry.size or 0,
+                url=entry.url or f"/blobs/sha256/{entry.sha256}",
+                filename=f"{name}-{entry.version}.ppatch",
+            )
+            source_client = None
+            if not store.has_blob(entry.sha256):
+                registry = config.resolve_registry(args.registry or entry.registry)
+                if registry not in clients:
+                    clients[registry] = RegistryClient(registry)
+                source_client = clients[registry]
+                if entry.size is None:
+                    raise UsageError(
+                        f"lockfile entry {entry.name} has no size; cannot verify a download"
+                    )
+            if not args.dry_run:
+                install.fetch_verified(source_client, pin, target.fingerprint)
+            to_record.append(entry.as_installed())
+            action = install.classify(pin, current)
+            actions.append(
+                install.InstallAction(
+                    entry.name,
+                    entry.version,
+                    action,
+                    pin=pin,
+                    previous=current.version if current else None,
+                )
+            )
+    finally:
+        for client in clients.values():
+            client.close()
+    if not args.dry_run and to_record:
+        install.record(target, to_record)
+    _report(actions, dry_run=args.dry_run, as_json=args.json)
+    return int(ExitCode.OK)
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from patchfmt import parse_version
+
+    target = install.model_target(args.model)
+    state = store.read_installed(target.fingerprint)
+    chosen = (
+        [install.find_installed(state, name) for name in args.names]
+        if args.names
+        else list(state.patches)
+    )
+    missing = [name for name, patch in zip(args.names, chosen, strict=False) if patch is None]
+    if missing:
+        raise NotFoundError(f"not installed on this model: {', '.join(missing)}")
+    actions: list[install.InstallAction] = []
+    with _client(args.registry) as client:
+        for current in chosen:
+            assert current is not None
+            resolution = install.resolve_spec(
+                client, install.parse_spec(current.name), target.fingerprint
+            )
+            pin = resolution.pin
+            newer = parse_version(pin.version) > parse_version(current.version)
+            yanked_now = _is_yanked(client, current)
+            if not newer and not (yanked_now and pin.version != current.version):
+                actions.append(install.InstallAction(current.name, current.version, "unchanged"))
+                continue
+            actions.append(
+                install.InstallAction(
+                    pin.full_name,
+                    pin.version,
+                    install.classify(pin, current),
+                    pin=pin,
+                    previous=current.version,
+                )
+            )
+        if not args.dry_run:
+            _apply(client, target, actions, client.base_url)
+    _report(actions, dry_run=args.dry_run, as_json=args.json)
+    return int(ExitCode.OK)
+
+
+def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
+    namespace, name = patch.name.split("/", 1)
+    for release in client.get_index(namespace, name).get("releases", []):
+        if release.get("version") == patch.version:
+            return bool(release.get("yanked"))
+    return False
+
+
+def _remove(args: argparse.Namespace) -> int:
+    target = install.model_target(args.model)
+    with store.model_lock(target.fingerprint):
+        state = store.read_installed(target.fingerprint)
+        found = install.find_installed(state, args.name)
+        if found is None:
+            raise NotFoundError(f"{args.name!r} is not installed on {str(target.path)!r}")
+        state.remove(found.name)
+        store.write_installed(state)
+    print(f"removed {found.name} {found.version}")
+    return int(ExitCode.OK)
+
+
+# -- list, freeze, outdated ----------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace) -> int:
+    target = install.model_target(args.model)
+    state = store.read_installed(target.fingerprint)
+    if args.json:
+        _print_json(
+            {
+                "model": str(target.path),
+                "fingerprint": target.fingerprint,
+                "patches": [
+                    {
+                        "name": patch.name,
+                        "version": patch.version,
+                        "sha256": patch.sha256,
+                        "registry": patch.registry,
+                        "path": str(store.blob_path(patch.sha256)),
+                    }
+                    for patch in state.patches
+                ],
+            }
+        )
+        return int(ExitCode.OK)
+    if not state.patches:
+        print(f"no patches installed on {target.path}", file=sys.stderr)
+    for patch in state.patches:
+        print(f"{patch.name} {patch.version}")
+    return int(ExitCode.OK)
+
+
+def _freeze(args: argparse.Namespace) -> int:
+    target = install.model_target(args.model)
+    text = lockfile.dumps(store.read_installed(target.fingerprint))
+    if args.output:
+        atomic_write_text(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+    return int(ExitCode.OK)
+
+
+def _outdated(args: argparse.Namespace) -> int:
+    from patchfmt import parse_version
+
+    target = install.model_target(args.model)
+    state = store.read_installed(target.fingerprint)
+    by_registry: dict[str, list[store.InstalledPatch]] = {}
+    for patch in state.patches:
+        registry = config.resolve_registry(args.registry or patch.registry)
+        by_registry.setdefault(registry, []).append(patch)
+    rows: list[dict[str, Any]] = []
+    for registry, patches in by_registry.items():
+        with RegistryClient(registry) as client:
+            answers = client.check_updates(
+                [
+                    {
+                        "name": patch.name,
+                        "version": patch.version,
+                        "fingerprint": target.fingerprint,
+                    }
+                    for patch in patches
+                ]
+            )
+        by_name = {str(answer.get("name")): answer for answer in answers}
+        for patch in patches:
+            answer = by_name.get(patch.name, {})
+            latest = answer.get("latest")
+            rows.append(
+                {
+                    "name": patch.name,
+                    "installed": patch.version,
+                    "latest": latest,
+                    "found": bool(answer.get("found", False)),
+                    "update_available": bool(latest)
+                    and parse_version(str(latest)) > parse_version(patch.version),
+                    "yanked": bool(answer.get("yanked", False)),
+                    "yanked_reason": answer.get("yanked_reason"),
+                }
+            )
+    attention = any(row["update_available"] or row["yanked"] for row in rows)
+    if args.json:
+        _print_json(
+            {
+                "model": str(target.path),
+                "fingerprint": target.fingerprint,
+                "outdated": attention,
+                "packages": rows,
+            }
+        )
+    else:
+        for row in rows:
+            notes = []
+            if row["update_available"]:
+                notes.append(f"update available: {row['latest']}")
+            if row["yanked"]:
+                notes.append(f"YANKED: {row['yanked_reason'] or 'no reason given'}")
+            if not row["found"]:
+                notes.append("not found on the registry")
+            print(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+    return int(ExitCode.UPDATES_AVAILABLE if attention else ExitCode.OK)
+
+
+# -- publishing ----------------------------------------------------------------------------
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from patchfmt import read_patch
+
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as error:
+        raise NotFoundError(f"file {str(path)!r} does not exist") from error
+    patch = read_patch(data)
+    if patch.signature is None:
+        from patchfmt.errors import SignatureError
+
+        raise SignatureError(
+            f"{str(path)!r} is not signed; registries accept only signed patches "
+            "(pack it with 'ppatch pack --key KEY')"
+        )
+    namespace, name = patch.manifest.name.split("/", 1)
+    with _client(args.registry, with_token=True) as client:
+        answer = client.publish(namespace, name, path.name, data)
+    print(
+        f"published {answer.get('name')} {answer.get('version')} "
+        f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+    )
+    return int(ExitCode.OK)
+
+
+def _yank(args: argparse.Namespace, *, yanked: bool) -> int:
+    namespace, name, version = _split_exact(args.release)
+    if yanked and not args.reason.strip():
+        raise UsageError("--reason must not be empty: say why users should move off this release")
+    with _client(args.registry, with_token=True) as client:
+        client.set_yanked(
+            namespace, name, version, yanked=yanked, reason=args.reason if yanked else None
+        )
+    print(f"{'yanked' if yanked else 'unyanked'} {namespace}/{name} {version}")
+    return int(ExitCode.OK)
+
+
+def _login(args: argparse.Namespace) -> int:
+    url = config.resolve_registry(args.registry)
+    token = args.token
+    if token is None:
+        token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
+    config.save_token(url, token.strip())
+    settings = config.load_config()
+    if settings.default_registry is None:
+        settings.default_registry = url
+        config.save_config(settings)
+    print(f"token saved for {url}")
+    return int(ExitCode.OK)
+
+
+def _trust(args: argparse.Namespace) -> int:
+    from ppatch import trust
+
+    if "/" in args.namespace or not args.namespace.strip():
+        raise UsageError(f"{args.namespace!r} is not a namespace: expected a name such as 'acme'")
+    if args.public_key:
+        url = config.resolve_registry(args.registry)
+        key_id = trust.trust_public_key_file(url, args.namespace, Path(args.public_key))
+        print(f"pinned key {key_id} for namespace {args.namespace!r} on {url}")
+        return int(ExitCode.OK)
+    with _client(args.registry) as client:
+        keys = trust.trust_from_registry(client, args.namespace)
+    print(
+        f"pinned {len(keys)} key(s) for namespace {args.namespace!r} on {client.base_url}: "
+        f"{', '.join(sorted(keys))}"
+    )
+    return int(ExitCode.OK)
+
+
+# -- registration --------------------------------------------------------------------------
+
+
+def _registry_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        metavar="URL",
+        help="registry URL or configured name (default: PPATCH_REGISTRY, then the config file)",
+    )
+
+
+def _model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help="local model directory or a repo id in the local Hugging Face cache",
+    )
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("search", help="find patches on the registry")
+    parser.add_argument("query", nargs="?", help="words to look for")
+    parser.add_argument("--domain", help="toxicity, bias, harm or custom:<word>")
+    parser.add_argument("--model", metavar="MODEL", help="only patches built for this model")
+    _registry_option(parser)
+    _json_option(parser)
+    parser.set_defaults(handler=_search)
+
+    parser = subparsers.add_parser("info", help="show a package's releases and artifacts")
+    parser.add_argument("package", metavar="NS/NAME")
+    _registry_option(parser)
+    _json_option(parser)
+    parser.set_defaults(handler=_info)
+
+    parser = subparsers.add_parser("install", help="install patches for a model")
+    parser.add_argument("specs", nargs="*", metavar="SPEC", help="[namespace/]name[@range]")
+    parser.add_argument("-r", "--requirements", metavar="LOCKFILE", help="install a lockfile")
+    _model_option(parser)
+    parser.add_argument(
+        "--upgrade", action="store_true", help="move to the newest matching release"
+    )
+    parser.add_argument("--pre", action="store_true", help="consider pre-releases")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would change, change nothing"
+    )
+    _registry_option(parser)
+    _json_option(parser)
+    parser.set_defaults(handler=_install)
+
+    parser = subparsers.add_parser("remove", help="uninstall a patch from a model")
+    parser.add_argument("name", metavar="NAME", help="[namespace/]name")
+    _model_option(parser)
+    parser.set_defaults(handler=_remove)
+
+    parser = subparsers.add_parser("list", help="show a model's installed patches, in order")
+    _model_option(parser)
+    _json_option(parser)
+    parser.set_defaults(handler=_list)
+
+    parser = subparsers.add_parser("freeze", help="write a lockfile of a model's patches")
+    _model_option(parser)
+    parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    parser.set_defaults(handler=_freeze)
+
+    parser = subparsers.add_parser(
+        "outdated", help="check for updates and yanks (exit 1 when something needs attention)"
+    )
+    _model_option(parser)
+    _registry_option(parser)
+    _json_option(parser)
+    parser.set_defaults(handler=_outdated)
+
+    parser = subparsers.add_parser("upgrade", help="upgrade installed patches")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="packages (default: all)")
+    _model_option(parser)
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would change, change nothing"
+    )
+    _registry_option(parser)
+    _json_option(parser)
+    parser.set_defaults(handler=_upgrade)
+
+    parser = subparsers.add_parser("publish", help="upload a signed .ppatch file")
+    parser.add_argument("file", metavar="FILE")
+    _registry_option(parser)
+    parser.set_defaults(handler=_publish)
+
+    parser = subparsers.add_parser("yank", help="mark a release as withdrawn")
+    parser.add_argument("release", metavar="NS/NAME@VERSION")
+    parser.add_argument("--reason", required=True, help="why users should move off it")
+    _registry_option(parser)
+    parser.set_defaults(handler=lambda args: _yank(args, yanked=True))
+
+    parser = subparsers.add_parser("unyank", help="undo a yank")
+    parser.add_argument("release", metavar="NS/NAME@VERSION")
+    _registry_option(parser)
+    parser.set_defaults(handler=lambda args: _yank(args, yanked=False))
+
+    parser = subparsers.add_parser("login", help="store a token for a registry")
+    parser.add_argument("--token", help="the token (default: read from the terminal or stdin)")
+    _registry_option(parser)
+    parser.set_defaults(handler=_login)
+
+    parser = subparsers.add_parser("trust", help="pin a namespace's signing keys")
+    parser.add_argument("namespace", metavar="NS")
+    parser.add_argument(
+        "--public-key", metavar="PUB", help="pin this PEM key instead of the registry's"
+    )
+    _registry_option(parser)
+    parser.set_defaults(handler=_trust)

@@ -1,0 +1,257 @@
+"""HTTP access to a ppatch registry (API v1): timeouts, retries, conditional index requests.
+
+Idempotent requests (GETs, the read-only update check) are retried with exponential backoff on
+connection errors and 5xx answers. Other requests are retried only when the connection could not
+be opened, since then nothing reached the server. Error answers become typed exceptions in
+`ppatch.registry_errors`; an unreachable registry becomes `NetworkError` (exit code 6).
+
+Package indexes are cached on disk with their ETag and fetched with `If-None-Match`, so polling
+(`ppatch outdated` in cron) costs a 304; with `PPATCH_OFFLINE` set the cache answers alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Self
+
+import httpx
+from ppatch import __version__, constants
+from ppatch.atomic import atomic_write_bytes
+from ppatch.errors import NetworkError
+from ppatch.registry_errors import UnexpectedResponseError, raise_for_status
+
+__all__ = ["RegistryClient"]
+
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+JsonObject = dict[str, Any]
+
+
+class RegistryClient:
+    """A session with one registry. Use as a context manager so connections are closed."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        backoff: float = 0.25,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = constants.http_retries() if retries is None else retries
+        self.backoff = backoff
+        self._sleep = sleep
+        headers = {"User-Agent": f"ppatch/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=constants.http_timeout() if timeout is None else timeout,
+            transport=transport,
+            follow_redirects=True,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- the request loop -------------------------------------------------------------------
+
+    def _refuse_offline(self, what: str) -> None:
+        if constants.offline():
+            raise NetworkError(
+                f"PPATCH_OFFLINE is set: not contacting {self.base_url!r} for {what}"
+            )
+
+    def _unreachable(self, error: httpx.TransportError) -> NetworkError:
+        detail = str(error) or type(error).__name__
+        return NetworkError(f"cannot reach the registry at {self.base_url!r}: {detail}")
+
+    def _send(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                never_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+                if attempt < self.retries and (idempotent or never_sent):
+                    self._pause(attempt)
+                    attempt += 1
+                    continue
+                raise self._unreachable(error) from error
+            if idempotent and response.status_code in RETRY_STATUSES and attempt < self.retries:
+                self._pause(attempt)
+                attempt += 1
+                continue
+            raise_for_status(response)
+            return response
+
+    def _pause(self, attempt: int) -> None:
+        self._sleep(self.backoff * (2**attempt))
+
+    def _json(self, response: httpx.Response) -> JsonObject:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise UnexpectedResponseError(
+                f"{response.request.url} did not answer a JSON object: is "
+                f"{self.base_url!r} a ppatch registry?",
+                code="unexpected_response",
+                status=response.status_code,
+                url=str(response.request.url),
+            )
+        return body
+
+    # -- API v1 -----------------------------------------------------------------------------
+
+    def _index_cache_path(self, namespace: str, name: str) -> Path:
+        registry_key = hashlib.sha256(self.base_url.encode()).hexdigest()[:16]
+        return constants.index_cache_dir() / registry_key / namespace / f"{name}.json"
+
+    def get_index(self, namespace: str, name: str) -> JsonObject:
+        """The package index, revalidated with its ETag; offline, the cached copy."""
+        cache_path = self._index_cache_path(namespace, name)
+        cached: JsonObject | None = None
+        try:
+            cached = json.loads(cache_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            cached = None
+        if constants.offline():
+            if cached is None:
+                raise NetworkError(
+                    f"PPATCH_OFFLINE is set and {namespace}/{name} from {self.base_url!r} "
+                    "is not in the local index cache"
+                )
+            index: JsonObject = cached["index"]
+            return index
+        headers = {}
+        if cached is not None and cached.get("etag"):
+            headers["If-None-Match"] = str(cached["etag"])
+        response = self._send(
+            "GET", f"/api/v1/packages/{namespace}/{name}", idempotent=True, headers=headers
+        )
+        if response.status_code == 304 and cached is not None:
+            index = cached["index"]
+            return index
+        index = self._json(response)
+        etag = response.headers.get("ETag")
+        if etag:
+            record = json.dumps({"etag": etag, "index": index}).encode()
+            atomic_write_bytes(cache_path, record)
+        return index
+
+    def get_keys(self, namespace: str) -> JsonObject:
+        self._refuse_offline(f"the keys of {namespace!r}")
+        return self._json(
+            self._send("GET", f"/api/v1/namespaces/{namespace}/keys", idempotent=True)
+        )
+
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        domain: str | None = None,
+        fingerprint: str | None = None,
+        name: str | None = None,
+    ) -> list[JsonObject]:
+        self._refuse_offline("a search")
+        params = {
+            key: value
+            for key, value in {
+                "q": query,
+                "domain": domain,
+                "fingerprint": fingerprint,
+                "name": name,
+            }.items()
+            if value
+        }
+        body = self._json(self._send("GET", "/api/v1/search", idempotent=True, params=params))
+        results = body.get("results", [])
+        return [item for item in results if isinstance(item, dict)]
+
+    def check_updates(self, installed: Sequence[Mapping[str, str]]) -> list[JsonObject]:
+        """One batch request for every installed (name, version, fingerprint)."""
+        self._refuse_offline("an update check")
+        # Read-only on the server, so as safe to repeat as a GET.
+        response = self._send(
+            "POST", "/api/v1/updates", idempotent=True, json={"installed": list(installed)}
+        )
+        results = self._json(response).get("results", [])
+        return [item for item in results if isinstance(item, dict)]
+
+    def publish(self, namespace: str, name: str, filename: str, data: bytes) -> JsonObject:
+        """Upload a `.ppatch`; the server checks that its manifest names `namespace/name`."""
+        self._refuse_offline("publishing")
+        files = {"file": (filename, data, "application/octet-stream")}
+        response = self._send(
+            "POST", f"/api/v1/packages/{namespace}/{name}/releases", idempotent=False, files=files
+        )
+        return self._json(response)
+
+    def set_yanked(
+        self, namespace: str, name: str, version: str, *, yanked: bool, reason: str | None = None
+    ) -> JsonObject:
+        self._refuse_offline("yanking" if yanked else "unyanking")
+        action = "yank" if yanked else "unyank"
+        response = self._send(
+            "POST",
+            f"/api/v1/packages/{namespace}/{name}/releases/{version}/{action}",
+            idempotent=False,
+            json={"reason": reason},
+        )
+        return self._json(response)
+
+    def download(
+        self,
+        url: str,
+        destination: BinaryIO,
+        *,
+        on_bytes: Callable[[int], None] = lambda _n: None,
+    ) -> str:
+        """Stream `url` (relative to the registry or absolute) into `destination`.
+
+        Returns the sha256 hex digest of what was written, computed in the same pass. On a
+        transport error the attempt restarts from an empty file.
+        """
+        self._refuse_offline(f"downloading {url!r}")
+        attempt = 0
+        while True:
+            destination.seek(0)
+            destination.truncate()
+            digest = hashlib.sha256()
+            try:
+                with self._http.stream("GET", url) as response:
+                    if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                        response.close()
+                        self._pause(attempt)
+                        attempt += 1
+                        continue
+                    if response.status_code >= 400:
+                        response.read()
+                        raise_for_status(response)
+                    for chunk in response.iter_bytes(constants.DOWNLOAD_CHUNK_SIZE):
+                        digest.update(chunk)
+                        destination.write(chunk)
+                        on_bytes(len(chunk))
+                return digest.hexdigest()
+            except httpx.TransportError as error:
+                if attempt < self.retries:
+                    self._pause(attempt)
+                    attempt += 1
+                    continue
+                raise self._unreachable(error) from error
