@@ -13,7 +13,9 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("env")
     for variable, sub in {
         "PPATCH_HOME": "ppatch-home",
@@ -26,8 +28,14 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
         path = root / sub
         path.mkdir()
         monkeypatch.setenv(variable, str(path))
-    for variable in ("PPATCH_REGISTRY", "PPATCH_TOKEN", "PPATCH_OFFLINE", "PPATCH_DEBUG",
-                     "PPATCH_REGISTRY_DATABASE_URL", "PPATCH_REGISTRY_STORAGE"):
+    for variable in (
+        "PPATCH_REGISTRY",
+        "PPATCH_TOKEN",
+        "PPATCH_OFFLINE",
+        "PPATCH_DEBUG",
+        "PPATCH_REGISTRY_DATABASE_URL",
+        "PPATCH_REGISTRY_STORAGE",
+    ):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PPATCH_NO_PROGRESS", "1")

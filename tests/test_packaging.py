@@ -9,7 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-FOLDER_TO_IMPORT = {"patchfmt": "patchfmt", "registry_server": "registry_server", "client": "ppatch"}
+FOLDER_TO_IMPORT = {
+    "patchfmt": "patchfmt",
+    "registry_server": "registry_server",
+    "client": "ppatch",
+}
 
 
 def _package_folders() -> list[str]:
