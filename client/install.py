@@ -41,6 +41,10 @@ __all__ = [
 ]
 
 
+# How many package names a failed lookup fetches to find close matches among.
+SUGGESTION_POOL = 200
+
+
 @dataclass(frozen=True)
 class ModelTarget:
     """The model a command acts on: where it is, and its base fingerprint."""
@@ -125,11 +129,8 @@ def find_installed(state: store.InstalledSet, name: str) -> store.InstalledPatch
 
 
 def _known_names(client: RegistryClient, name: str) -> list[str]:
-    """Package names near `name`, for 'did you mean' suggestions."""
-    try:
-        results = client.search(name)
-    except RegistryNotFoundError:
-        return []
+    """Package names for 'did you mean' suggestions: those matching the text, then any."""
+    results = client.search(name) or client.search(limit=SUGGESTION_POOL)
     return [f"{item['namespace']}/{item['name']}" for item in results if "namespace" in item]
 
 

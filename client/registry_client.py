@@ -168,15 +168,17 @@ class RegistryClient:
         domain: str | None = None,
         fingerprint: str | None = None,
         name: str | None = None,
+        limit: int | None = None,
     ) -> list[JsonObject]:
         self._refuse_offline("a search")
-        params = {
+        params: dict[str, str | int | None] = {
             key: value
             for key, value in {
                 "q": query,
                 "domain": domain,
                 "fingerprint": fingerprint,
                 "name": name,
+                "limit": limit,
             }.items()
             if value
         }

@@ -1,0 +1,296 @@
+"""End to end: the `ppatch` registry commands against a real `ppatch-registry serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from ppatch import constants, store
+
+from patchfmt import public_key_to_pem
+from tests.client.conftest import Models, Registry, build_patch, free_port, stored_files
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def use_registry(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    monkeypatch.setenv("PPATCH_REGISTRY", registry.url)
+    return registry
+
+
+def installed(ppatch: Any, model: Path) -> list[tuple[str, str]]:
+    result = ppatch("list", "--model", model, "--json")
+    assert result.code == 0, result.err
+    return [(p["name"], p["version"]) for p in json.loads(result.out)["patches"]]
+
+
+def outdated(ppatch: Any, model: Path) -> tuple[int, dict[str, Any]]:
+    result = ppatch("outdated", "--model", model, "--json")
+    assert result.code in (0, 1), result.err
+    return result.code, {row["name"]: row for row in json.loads(result.out)["packages"]}
+
+
+def test_install_outdated_yank_upgrade_freeze_remove_and_offline_reinstall(
+    ppatch: Any, registry: Registry, models: Models, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # A bare name resolves to acme's package: beta/toxicity has no artifact for model A.
+    result = ppatch("install", "toxicity@1.2", "--model", models.a)
+    assert result.code == 0, result.err
+    assert "installed acme/toxicity 1.2.1" in result.out
+    assert installed(ppatch, models.a) == [("acme/toxicity", "1.2.1")]
+    [path] = store.installed_patch_paths(models.fingerprint_a)
+    from patchfmt import read_patch
+
+    assert read_patch(path).manifest.base_model.fingerprint == models.fingerprint_a
+    assert "pinned 1 key(s) for namespace 'acme'" in result.err
+
+    code, rows = outdated(ppatch, models.a)
+    assert code == 1
+    assert rows["acme/toxicity"]["latest"] == "1.3.0"
+    assert rows["acme/toxicity"]["update_available"] is True
+
+    monkeypatch.setenv("PPATCH_TOKEN", registry.tokens["acme"])
+    result = ppatch("yank", "acme/toxicity@1.2.1", "--reason", "refuses too little")
+    assert result.code == 0, result.err
+    code, rows = outdated(ppatch, models.a)
+    assert code == 1
+    assert rows["acme/toxicity"]["yanked"] is True
+    assert rows["acme/toxicity"]["yanked_reason"] == "refuses too little"
+    text = ppatch("outdated", "--model", models.a)
+    assert text.code == 1
+    assert "YANKED: refuses too little" in text.out
+
+    result = ppatch("upgrade", "--model", models.a)
+    assert result.code == 0, result.err
+    assert "upgraded acme/toxicity 1.3.0 (was 1.2.1)" in result.out
+    assert installed(ppatch, models.a) == [("acme/toxicity", "1.3.0")]
+    assert outdated(ppatch, models.a)[0] == 0
+
+    lock = tmp_path / "ppatch.lock"
+    assert ppatch("freeze", "--model", models.a, "-o", lock).code == 0
+    assert 'version = "1.3.0"' in lock.read_text()
+    result = ppatch("remove", "toxicity", "--model", models.a)
+    assert result.code == 0, result.err
+    assert installed(ppatch, models.a) == []
+
+    with registry.stopped():
+        result = ppatch("install", "-r", lock, "--model", models.a)
+        assert result.code == 0, result.err
+        assert installed(ppatch, models.a) == [("acme/toxicity", "1.3.0")]
+        # Anything that needs the registry now fails with the network exit code.
+        down = ppatch("outdated", "--model", models.a)
+        assert down.code == 6
+        assert down.err.startswith("ppatch: error: cannot reach the registry at")
+        assert down.err.count("\n") == 1
+
+    # The exact yanked version can still be had on purpose, with a warning.
+    result = ppatch("install", "acme/toxicity@1.2.1", "--model", models.b)
+    assert result.code == 0, result.err
+    assert "warning: acme/toxicity 1.2.1 is yanked: refuses too little" in result.err
+    assert ppatch("unyank", "acme/toxicity@1.2.1").code == 0
+    assert ppatch("install", "acme/toxicity@1.2", "--model", models.b).out.strip() == (
+        "acme/toxicity 1.2.1 already installed"
+    )
+
+
+def test_dry_run_json_and_idempotent_install(ppatch: Any, models: Models) -> None:
+    result = ppatch("install", "acme/harm", "--model", models.a, "--dry-run", "--json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert plan["dry_run"] is True
+    assert [(p["name"], p["version"], p["action"]) for p in plan["packages"]] == [
+        ("acme/harm", "1.0.0", "install")
+    ]
+    assert stored_files() == []
+    assert ppatch("install", "acme/harm", "--model", models.a).code == 0
+    again = ppatch("install", "acme/harm", "--model", models.a)
+    assert again.out.strip() == "acme/harm 1.0.0 already installed"
+
+
+def test_search_and_info(ppatch: Any, models: Models) -> None:
+    result = ppatch("search", "toxicity", "--json")
+    assert result.code == 0, result.err
+    names = {f"{r['namespace']}/{r['name']}" for r in json.loads(result.out)["results"]}
+    assert {"acme/toxicity", "beta/toxicity"} <= names
+    for_b = ppatch("search", "toxicity", "--model", models.b, "--json")
+    names_b = {f"{r['namespace']}/{r['name']}" for r in json.loads(for_b.out)["results"]}
+    assert "beta/toxicity" in names_b
+    assert "acme/harm" not in names_b
+    info = ppatch("info", "acme/harm", "--json")
+    assert info.code == 0
+    release = json.loads(info.out)["releases"][0]
+    assert release["artifacts"][0]["fingerprint"] == models.fingerprint_a
+    assert "1.0.0" in ppatch("info", "acme/harm").out
+
+
+def test_bare_name_in_two_namespaces_is_refused_with_both_listed(
+    ppatch: Any, models: Models
+) -> None:
+    result = ppatch("install", "toxicity", "--model", models.b)
+    assert result.code == 2
+    assert "acme/toxicity, beta/toxicity" in result.err
+    assert stored_files() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["install", "Acme/Tox!", "--model", "A"], 2, "invalid package spec 'Acme/Tox!'"),
+        (["install", "acme/toxicty", "--model", "A"], 4, "did you mean acme/toxicity"),
+        (["install", "acme/harm@9", "--model", "A"], 4, "(available: 1.0.0)"),
+        (["install", "acme/harm", "--model", "B"], 4, "has no artifact for this model"),
+        (["install", "acme/harm", "--model", "/no/such/model"], 4, "'/no/such/model'"),
+        (["install", "--model", "A"], 2, "nothing to install"),
+        (["install", "-r", "/no/such.lock", "--model", "A"], 4, "does not exist"),
+        (["remove", "harm", "--model", "A"], 4, "'harm' is not installed"),
+        (["yank", "acme/harm", "--reason", "x"], 2, "expected NAMESPACE/NAME@VERSION"),
+        (["publish", "/no/such.ppatch"], 4, "does not exist"),
+        (["info", "acme"], 2, "expected NAMESPACE/NAME"),
+        (["trust", "acme", "--public-key", "/no/such.pub"], 4, "does not exist"),
+    ],
+)
+def test_bad_input_exits_with_one_line_and_writes_nothing(
+    ppatch: Any, models: Models, argv: list[str], code: int, message: str
+) -> None:
+    argv = [{"A": str(models.a), "B": str(models.b)}.get(arg, arg) for arg in argv]
+    result = ppatch(*argv)
+    assert result.code == code, result.err
+    assert message in result.err
+    assert result.err.startswith("ppatch: error: ")
+    assert result.err.count("\n") == 1
+    assert "Traceback" not in result.err
+    assert stored_files() == []
+
+
+def test_network_down_is_exit_6_and_writes_nothing(ppatch: Any, models: Models) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = ppatch("install", "acme/harm", "--model", models.a, "--registry", dead)
+    assert result.code == 6
+    assert (
+        result.err
+        == f"ppatch: error: cannot reach the registry at {dead!r}: "
+        + (result.err.split(": ", 3)[3])
+    )
+    assert result.err.count("\n") == 1
+    assert stored_files() == []
+
+
+def test_publish_needs_a_valid_token(
+    ppatch: Any, models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    registry: Registry,
+) -> None:  # fmt: skip
+    patch_file = tmp_path / "new.ppatch"
+    patch_file.write_bytes(
+        build_patch("acme/newpkg", "0.1.0", models.fingerprint_a, registry.keys["acme"])
+    )
+    no_token = ppatch("publish", patch_file)
+    assert no_token.code == 7
+    assert "no token for" in no_token.err
+    monkeypatch.setenv("PPATCH_TOKEN", "not-a-real-token")
+    bad = ppatch("publish", patch_file)
+    assert bad.code == 7
+    assert "(401 unauthorized)" in bad.err
+    assert ppatch("info", "acme/newpkg").code == 4
+    unsigned = tmp_path / "unsigned.ppatch"
+    unsigned.write_bytes(build_patch("acme/newpkg", "0.1.0", models.fingerprint_a, None))
+    refused = ppatch("publish", unsigned)
+    assert refused.code == 3
+    assert "is not signed" in refused.err
+
+
+def test_login_stores_the_token_for_publish(
+    ppatch: Any, models: Models, tmp_path: Path, registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("PPATCH_REGISTRY")
+    result = ppatch("login", "--registry", registry.url, "--token", registry.tokens["acme"])
+    assert result.code == 0, result.err
+    assert constants.credentials_file().stat().st_mode & 0o777 == 0o600
+    assert registry.tokens["acme"] not in constants.config_file().read_text()
+    patch_file = tmp_path / "logged.ppatch"
+    patch_file.write_bytes(
+        build_patch("acme/logged", "1.0.0", models.fingerprint_a, registry.keys["acme"])
+    )
+    # No --registry and no PPATCH_REGISTRY: login made this registry the default.
+    published = ppatch("publish", patch_file)
+    assert published.code == 0, published.err
+    assert "published acme/logged 1.0.0" in published.out
+    again = ppatch("publish", patch_file)  # the same bytes again is a no-op
+    assert again.code == 0, again.err
+
+
+def test_a_tampered_blob_is_refused_and_nothing_installed(
+    ppatch: Any, registry: Registry, models: Models
+) -> None:
+    index = json.loads(ppatch("info", "acme/bias", "--json").out)
+    artifact = index["releases"][0]["artifacts"][0]
+    blob = registry.blob_file(artifact["sha256"])
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    result = ppatch("install", "acme/bias", "--model", models.a)
+    assert result.code == 3
+    assert "does not match the index" in result.err
+    assert stored_files() == []
+    assert not list((constants.blobs_dir() / "tmp").glob("*"))
+
+
+def test_a_changed_namespace_key_is_refused(
+    ppatch: Any, registry: Registry, models: Models, tmp_path: Path
+) -> None:
+    first_key = Ed25519PrivateKey.from_private_bytes(bytes([7]) * 32)
+    registry.add_namespace("gamma", first_key)
+    registry.publish(build_patch("gamma/filter", "1.0.0", models.fingerprint_a, first_key))
+    assert ppatch("install", "gamma/filter@1.0.0", "--model", models.a).code == 0
+    before = stored_files()
+
+    # The namespace's key is replaced (compromise, or a rotation nobody announced).
+    from patchfmt import key_id
+
+    new_key = Ed25519PrivateKey.from_private_bytes(bytes([8]) * 32)
+    registry.admin("key", "revoke", "gamma", key_id(first_key))
+    registry.add_key("gamma", new_key)
+    registry.publish(build_patch("gamma/filter", "1.1.0", models.fingerprint_a, new_key))
+    result = ppatch("install", "gamma/filter@1.1.0", "--model", models.a)
+    assert result.code == 3
+    assert f"signed with key {key_id(new_key)!r}, which is not pinned" in result.err
+    assert "ppatch trust gamma" in result.err
+    assert stored_files() == before
+
+    # Accepting it on purpose, with the key given out of band.
+    pub = tmp_path / "gamma.pub"
+    pub.write_bytes(public_key_to_pem(new_key))
+    assert ppatch("trust", "gamma", "--public-key", pub).code == 0
+    assert ppatch("install", "gamma/filter@1.1.0", "--model", models.a).code == 0
+    assert installed(ppatch, models.a) == [("gamma/filter", "1.1.0")]
+
+
+def test_two_concurrent_installs_on_one_model_both_land(
+    registry: Registry, models: Models, ppatch: Any
+) -> None:
+    env = {**os.environ, "PPATCH_REGISTRY": registry.url}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ppatch.cli.main", "install", spec, "--model", str(models.a)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for spec in ("acme/harm", "acme/fluency")
+    ]
+    for process in processes:
+        _out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err.decode()
+    assert sorted(installed(ppatch, models.a)) == [
+        ("acme/fluency", "1.0.0"),
+        ("acme/harm", "1.0.0"),
+    ]
+    assert len(store.installed_patch_paths(models.fingerprint_a)) == 2
