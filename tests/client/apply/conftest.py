@@ -130,3 +130,52 @@ def prompt_embeddings() -> np.ndarray:
 @pytest.fixture(scope="session")
 def second_embeddings() -> np.ndarray:
     return np.random.default_rng(2).normal(size=(3, HIDDEN)).astype(np.float32)
+
+
+def write_patch_file(
+    path: Path,
+    embeddings: np.ndarray,
+    fingerprint: str,
+    *,
+    name: str = "acme/first",
+    version: str = "1.0.0",
+) -> Path:
+    """A `.ppatch` for the model with `fingerprint`, as `ppatch pack` would write it."""
+    from patchfmt import build_manifest, weights_from_array, write_patch
+
+    weights = weights_from_array(embeddings)
+    fields = {
+        "name": name,
+        "version": version,
+        "domain": "toxicity",
+        "summary": f"test patch {name}",
+        "license": "MIT",
+        "base_model": {"id": "tiny-llama", "fingerprint": fingerprint},
+    }
+    write_patch(path, build_manifest(fields, weights), weights)
+    return path
+
+
+def install_patch_file(path: Path, fingerprint: str) -> None:
+    """Record `path` as installed on the model, after those already installed."""
+    import shutil
+
+    from ppatch import store
+
+    from patchfmt import read_patch
+
+    manifest = read_patch(path).manifest
+    sha256 = store.file_sha256(path)
+    copy = path.with_suffix(".copy")
+    shutil.copyfile(path, copy)
+    store.store_blob(copy, sha256)
+    state = store.read_installed(fingerprint)
+    state.put(store.InstalledPatch(name=manifest.name, version=manifest.version, sha256=sha256))
+    store.write_installed(state)
+
+
+@pytest.fixture(scope="session")
+def tiny_fingerprint(tiny_model_dir: Path) -> str:
+    from patchfmt import fingerprint_model
+
+    return fingerprint_model(tiny_model_dir)
