@@ -49,7 +49,9 @@ def parse_package_name(text: str) -> tuple[str, str]:
         validate_name_part(namespace, what="namespace")
         validate_name_part(name, what="name")
     except InvalidNameError as error:
-        raise InvalidNameError(f"invalid package name {text!r}: {error}") from None
+        raise InvalidNameError(
+            f"invalid package name {text!r} (expected 'namespace/name'): {error}"
+        ) from None
     return namespace, name
 
 

@@ -112,6 +112,15 @@ def _compare(version: Version, operator: str, target: Version) -> bool:
     raise TypeError(f"unexpected operator {operator!r}")
 
 
+def _pinned(text: str) -> Version | None:
+    """The version a range names exactly (`1.2.3`, `=1.2.3`, `v1.2.3-rc.1`), else None."""
+    candidate = text.removeprefix("=").strip().removeprefix("v")
+    try:
+        return _release_key(Version(candidate))
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class VersionRange:
     """An npm-style range: `text` as written; `exact` is set when it pins one version."""
@@ -144,15 +153,7 @@ class VersionRange:
                 "'1.2.3', '^1.2', '~1.2.3', '>=1.0.0 <2.0.0', '*' or 'latest'"
             ) from None
         alternatives = _alternatives(spec.clause)
-        exact = None
-        if (
-            alternatives is not None
-            and len(alternatives) == 1
-            and len(alternatives[0]) == 1
-            and alternatives[0][0][0] == "=="
-        ):
-            exact = alternatives[0][0][1]
-        return cls(text=stripped, exact=exact, _alternatives=alternatives)
+        return cls(text=stripped, exact=_pinned(stripped), _alternatives=alternatives)
 
     @property
     def is_any(self) -> bool:

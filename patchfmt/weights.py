@@ -197,7 +197,8 @@ def weights_from_array(array: npt.NDArray[Any], *, dtype: str | None = None) -> 
         )
     if not np.issubdtype(array.dtype, np.floating):
         raise InvalidWeightsError(f"array dtype {str(array.dtype)!r} is not a float type")
-    raw = _encode(np.ascontiguousarray(array), dtype)
+    with np.errstate(over="ignore"):  # overflow is detected below, with a clear message
+        raw = _encode(np.ascontiguousarray(array), dtype)
     # Conversion to a narrower type may overflow to infinity; check what is stored.
     if not np.isfinite(_to_float32(raw, dtype, (array.shape[0], array.shape[1]))).all():
         raise InvalidWeightsError(

@@ -1,0 +1,208 @@
+"""Versions, npm ranges and selection: tables checked against npm's documented semantics."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from patchfmt import (
+    InvalidRangeError,
+    InvalidVersionError,
+    Version,
+    VersionRange,
+    parse_version,
+    select_version,
+)
+
+
+@pytest.mark.parametrize(
+    "text", ["0.0.0", "1.2.3", "10.20.30", "1.2.3-rc.1", "1.2.3-alpha.beta.1", "1.0.0+build.7"]
+)
+def test_valid_versions_parse(text: str) -> None:
+    assert str(parse_version(text)) == text
+
+
+@pytest.mark.parametrize(
+    "text", ["1.2", "v1.2.3", "01.2.3", "1.2.3-01", "1.2.3-alpha..1", "", "latest", "1.2.3.4"]
+)
+def test_invalid_versions_are_refused_naming_the_input(text: str) -> None:
+    with pytest.raises(InvalidVersionError, match="SemVer") as caught:
+        parse_version(text)
+    assert repr(text) in str(caught.value)
+
+
+def test_overlong_version_is_refused() -> None:
+    with pytest.raises(InvalidVersionError, match="at most 128"):
+        parse_version("1.2.3-" + "a" * 200)
+
+
+# (range, version, satisfies) as npm's `semver.satisfies` answers.
+NPM_TABLE = [
+    ("1.2", "1.2.0", True),
+    ("1.2", "1.2.9", True),
+    ("1.2", "1.3.0", False),
+    ("1.2", "1.1.9", False),
+    ("1.2.3", "1.2.3", True),
+    ("1.2.3", "1.2.4", False),
+    ("1.2.3", "1.2.3+build.5", True),
+    ("=1.2.3", "1.2.3", True),
+    ("^1.2", "1.9.9", True),
+    ("^1.2", "2.0.0", False),
+    ("^1.2", "1.1.0", False),
+    ("^0.2.3", "0.2.9", True),
+    ("^0.2.3", "0.3.0", False),
+    ("^0.0.3", "0.0.4", False),
+    ("~1.2.3", "1.2.9", True),
+    ("~1.2.3", "1.3.0", False),
+    ("~1.2", "1.2.0", True),
+    (">=1.0.0 <2.0.0", "1.5.0", True),
+    (">=1.0.0 <2.0.0", "2.0.0", False),
+    ("1.x || >=2.5.0", "2.4.0", False),
+    ("1.x || >=2.5.0", "2.5.1", True),
+    ("1.2.3 - 2.3.4", "2.3.4", True),
+    ("1.2.3 - 2.3.4", "2.3.5", False),
+    ("", "0.0.1", True),
+    ("*", "7.0.0", True),
+    ("latest", "5.0.0", True),
+    # Pre-releases: only when a comparator of the same alternative names one of the same
+    # major.minor.patch.
+    ("*", "1.0.0-rc.1", False),
+    ("latest", "1.0.0-rc.1", False),
+    ("<2.0.0", "2.0.0-rc.1", False),
+    ("^1.2", "1.5.0-beta", False),
+    (">=1.2.3-alpha.1", "1.2.3-alpha.7", True),
+    (">=1.2.3-alpha.1", "3.4.5-alpha.9", False),
+    (">=1.2.3-alpha.1", "3.4.5", True),
+    ("^1.2.3-beta.2", "1.2.3-beta.4", True),
+    ("^1.2.3-beta.2", "1.2.4-beta.2", False),
+    ("1.2.3-rc.1", "1.2.3-rc.1", True),
+    ("1.2.3-rc.1", "1.2.3-rc.2", False),
+]
+
+
+@pytest.mark.parametrize(("text", "version", "expected"), NPM_TABLE)
+def test_ranges_follow_npm(text: str, version: str, expected: bool) -> None:
+    assert VersionRange.parse(text).contains(parse_version(version)) is expected
+
+
+# npm's `includePrerelease`: pre-releases are compared like releases, except that an upper
+# bound `<X.Y.Z` excludes X.Y.Z's own pre-releases (npm desugars `^`, `~` and `1.2` that way).
+INCLUDE_PRERELEASE_TABLE = [
+    ("*", "1.0.0-rc.1", True),
+    ("^1.2", "1.5.0-beta", True),
+    ("^1.2", "2.0.0-rc.1", False),
+    ("1.2", "1.2.0-beta", False),
+    ("1.2", "1.2.5-beta", True),
+    ("~1.2.3", "1.3.0-alpha", False),
+    ("<2.0.0", "2.0.0-rc.1", False),
+    ("<=2.0.0", "2.0.0-rc.1", True),
+]
+
+
+@pytest.mark.parametrize(("text", "version", "expected"), INCLUDE_PRERELEASE_TABLE)
+def test_include_prerelease(text: str, version: str, expected: bool) -> None:
+    version_range = VersionRange.parse(text)
+    assert version_range.contains(parse_version(version), include_prerelease=True) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "exact"),
+    [
+        ("1.2.3", "1.2.3"),
+        ("=1.2.3", "1.2.3"),
+        ("1.2.3-rc.1", "1.2.3-rc.1"),
+        ("1.2", None),
+        ("^1.2.3", None),
+        ("~1.2.3", None),
+        (">=1.2.3", None),
+        ("1.2.3 || 1.2.4", None),
+        ("", None),
+        ("latest", None),
+    ],
+)
+def test_exact_is_set_only_for_a_pin(text: str, exact: str | None) -> None:
+    found = VersionRange.parse(text).exact
+    assert (None if found is None else str(found)) == exact
+
+
+@pytest.mark.parametrize("text", ["abc", ">=", "1.2.3.4", "~>1.2", "^", "1.2.3 ||| 2", "x" * 300])
+def test_invalid_ranges_are_refused(text: str) -> None:
+    with pytest.raises(InvalidRangeError) as caught:
+        VersionRange.parse(text)
+    assert repr(text[:40]) in str(caught.value) or repr(text) in str(caught.value)
+
+
+CANDIDATES = [
+    ("1.0.0", False),
+    ("1.2.0", False),
+    ("1.2.1", True),
+    ("1.3.0-rc.1", False),
+    ("2.0.0", False),
+    ("2.1.0-beta", False),
+    ("3.0.0", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "allow_prerelease", "expected"),
+    [
+        ("", False, "2.0.0"),
+        ("latest", False, "2.0.0"),
+        ("", True, "2.1.0-beta"),
+        ("1.2", False, "1.2.0"),  # 1.2.1 is yanked
+        ("1.2.1", False, "1.2.1"),  # pinned exactly: a yanked version is still installable
+        ("3", False, None),  # only a yanked release matches
+        ("3.0.0", False, "3.0.0"),
+        ("^1.0", False, "1.2.0"),
+        ("^1.0", True, "1.3.0-rc.1"),
+        ("^1.3.0-rc.1", False, "1.3.0-rc.1"),
+        ("1.3.0-rc.1", False, "1.3.0-rc.1"),
+        ("~1.0.0", False, "1.0.0"),
+        ("9.9.9", False, None),
+        (">=4", False, None),
+    ],
+)
+def test_select_version(text: str, allow_prerelease: bool, expected: str | None) -> None:
+    candidates = [(parse_version(v), yanked) for v, yanked in CANDIDATES]
+    chosen = select_version(candidates, VersionRange.parse(text), allow_prerelease=allow_prerelease)
+    assert (None if chosen is None else str(chosen)) == expected
+
+
+def test_select_version_of_nothing_is_none() -> None:
+    assert select_version([], VersionRange.parse("")) is None
+
+
+versions = st.builds(
+    lambda major, minor, patch, pre: Version(major=major, minor=minor, patch=patch, prerelease=pre),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.sampled_from([(), ("rc", "1"), ("alpha",)]),
+)
+ranges = st.sampled_from(["", "1", "1.2", "^1.1", "~2.0.1", ">=1.0.0 <3", "1.x || 3.x", "2.1.0"])
+
+
+@given(st.lists(st.tuples(versions, st.booleans()), max_size=12), ranges, st.booleans())
+def test_selection_is_the_highest_eligible_candidate(
+    candidates: list[tuple[Version, bool]], text: str, allow_prerelease: bool
+) -> None:
+    version_range = VersionRange.parse(text)
+    chosen = select_version(candidates, version_range, allow_prerelease=allow_prerelease)
+    if version_range.exact is not None:
+        pinned = [v for v, _ in candidates if v == version_range.exact]
+        assert chosen == (max(pinned) if pinned else None)
+        return
+    eligible = [
+        v
+        for v, yanked in candidates
+        if not yanked and version_range.contains(v, include_prerelease=allow_prerelease)
+    ]
+    assert chosen == (max(eligible) if eligible else None)
+    if chosen is not None:
+        assert not chosen.prerelease or allow_prerelease
+
+
+@given(versions)
+def test_version_text_round_trips(version: Version) -> None:
+    assert parse_version(str(version)) == version
