@@ -1,1 +1,1 @@
-"""alembic package."""
+"""Alembic environment and migrations of the registry's schema."""

@@ -1,1 +1,1 @@
-"""api package."""
+"""The HTTP API: dependencies (`deps`) and one router per resource (`routes`)."""

@@ -1,1 +1,1 @@
-"""versions package."""
+"""Schema revisions, oldest first; see registry_server.migrations."""

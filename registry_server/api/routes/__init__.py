@@ -1,1 +1,1 @@
-"""routes package."""
+"""One router per resource of API v1."""

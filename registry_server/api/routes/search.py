@@ -1,0 +1,38 @@
+"""Search by text, domain, base-model fingerprint, or exact name across namespaces."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from registry_server.api.deps import RegistryDep, SessionDep
+from registry_server.errors import ErrorCode, RegistryError
+from registry_server.schemas import SearchOut, SearchResult
+from registry_server.search import search_packages
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["search"])
+
+
+@router.get("/search", response_model=SearchOut, summary="Search packages")
+def search(
+    session: SessionDep,
+    registry: RegistryDep,
+    q: Annotated[str, Query(description="text in the name or summary")] = "",
+    domain: Annotated[str, Query(max_length=64)] = "",
+    fingerprint: Annotated[str, Query(max_length=71)] = "",
+    name: Annotated[str, Query(max_length=64, description="exact package name")] = "",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> SearchOut:
+    if len(q) > registry.settings.max_query_length:
+        raise RegistryError(
+            ErrorCode.INVALID_REQUEST,
+            f"search text is {len(q)} characters; the limit is "
+            f"{registry.settings.max_query_length}",
+        )
+    found = search_packages(
+        session, text=q, domain=domain, fingerprint=fingerprint, name=name, limit=limit
+    )
+    return SearchOut(results=[SearchResult(**entry) for entry in found])

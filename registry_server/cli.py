@@ -1,0 +1,311 @@
+"""`ppatch-registry`: serve the registry and administer it (namespaces, tokens, keys, schema).
+
+Every command reads the same `PPATCH_REGISTRY_*` settings as the server. Errors are one line on
+stderr and a non-zero exit code, never a traceback (set PPATCH_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from registry_server import __version__, admin
+from registry_server.config import Settings
+from registry_server.db import create_registry_engine, session_factory
+from registry_server.errors import ErrorCode, RegistryError
+from registry_server.migrations import SchemaState, schema_state, upgrade
+from registry_server.models import SCOPES
+
+__all__ = ["app_from_environment", "build_parser", "main"]
+
+# Exit codes follow the ppatch client's (ppatch.errors.ExitCode).
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 4
+EXIT_CONFLICT = 5
+EXIT_UNAVAILABLE = 6
+EXIT_FAILED = 8
+
+_EXIT_FOR_CODE = {
+    ErrorCode.NOT_FOUND: EXIT_NOT_FOUND,
+    ErrorCode.CONFLICT: EXIT_CONFLICT,
+    ErrorCode.VERSION_EXISTS: EXIT_CONFLICT,
+    ErrorCode.INVALID_REQUEST: EXIT_USAGE,
+}
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def ready_engine(settings: Settings) -> Engine:
+    """An engine on a schema at the newest revision. Only a fresh, empty SQLite database is
+    migrated here (so `serve` is one command for a newcomer); anything else out of date is
+    refused with the command that fixes it."""
+    url = settings.resolved_database_url
+    engine = create_registry_engine(url)
+    state, revision = schema_state(engine)
+    if state is SchemaState.CURRENT:
+        return engine
+    if state is SchemaState.EMPTY and _is_sqlite(url):
+        upgrade(engine)
+        return engine
+    engine.dispose()
+    if state is SchemaState.UNKNOWN:
+        raise CommandError(
+            f"the database schema is at revision {revision!r}, which this ppatch-registry "
+            f"{__version__} does not know: upgrade ppatch-registry"
+        )
+    described = "empty" if state is SchemaState.EMPTY else f"out of date (revision {revision})"
+    raise CommandError(
+        f"the database schema is {described}: run `ppatch-registry db upgrade` first"
+    )
+
+
+def app_from_environment() -> FastAPI:
+    """The app for `uvicorn --factory` (and for several `serve --workers`)."""
+    from registry_server.main import create_app
+
+    settings = Settings()
+    return create_app(settings, engine=ready_engine(settings))
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from registry_server.main import create_app
+
+    engine = ready_engine(settings)
+    if args.workers > 1:
+        engine.dispose()
+        uvicorn.run(
+            "registry_server.cli:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+        )
+        return 0
+    uvicorn.run(
+        create_app(settings, engine=engine),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_registry_engine(settings.resolved_database_url)
+    try:
+        before, revision = schema_state(engine)
+        if before is SchemaState.UNKNOWN:
+            raise CommandError(
+                f"the database schema is at revision {revision!r}, newer than this code knows"
+            )
+        upgrade(engine)
+        _, after = schema_state(engine)
+    finally:
+        engine.dispose()
+    print(f"database schema is at revision {after} (was {revision or 'empty'})")
+    return 0
+
+
+def _db_current(_args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_registry_engine(settings.resolved_database_url)
+    try:
+        state, revision = schema_state(engine)
+    finally:
+        engine.dispose()
+    print(f"{state.value} {revision or ''}".strip())
+    return 0 if state is SchemaState.CURRENT else 1
+
+
+def _with_session(settings: Settings, action: Callable[[Session], str]) -> int:
+    engine = ready_engine(settings)
+    try:
+        with session_factory(engine)() as session:
+            message = action(session)
+            session.commit()
+    finally:
+        engine.dispose()
+    print(message)
+    return 0
+
+
+def _namespace_create(args: argparse.Namespace, settings: Settings) -> int:
+    def act(session: Session) -> str:
+        admin.create_namespace(session, args.namespace, admin.CLI_ACTOR)
+        return f"created namespace {args.namespace}"
+
+    return _with_session(settings, act)
+
+
+def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    def act(session: Session) -> str:
+        issued = admin.create_token(
+            session, args.namespace, args.scope, admin.CLI_ACTOR, args.description
+        )
+        print(
+            f"created {args.scope} token {issued.token_id} for namespace {args.namespace}; "
+            "it is shown only once:",
+            file=sys.stderr,
+        )
+        return issued.value
+
+    return _with_session(settings, act)
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    def act(session: Session) -> str:
+        admin.revoke_token(session, args.namespace, args.token_id, admin.CLI_ACTOR)
+        return f"revoked token {args.token_id}"
+
+    return _with_session(settings, act)
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        if path.stat().st_size > admin.MAX_KEY_PEM_BYTES:
+            raise CommandError(
+                f"{str(path)!r} is {path.stat().st_size} bytes; an ed25519 PEM key is under 200",
+                EXIT_USAGE,
+            )
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CommandError(f"no such file: {str(path)!r}", EXIT_NOT_FOUND) from None
+    except IsADirectoryError:
+        raise CommandError(f"{str(path)!r} is a directory, not a key file", EXIT_USAGE) from None
+
+
+def _key_add(args: argparse.Namespace, settings: Settings) -> int:
+    pem = _read_key_file(Path(args.public_key_file))
+
+    def act(session: Session) -> str:
+        key = admin.add_key(session, args.namespace, pem, admin.CLI_ACTOR)
+        return f"added key {key.key_id} to namespace {args.namespace}"
+
+    return _with_session(settings, act)
+
+
+def _key_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    def act(session: Session) -> str:
+        admin.revoke_key(session, args.namespace, args.key_id, admin.CLI_ACTOR)
+        return f"revoked key {args.key_id} of namespace {args.namespace}"
+
+    return _with_session(settings, act)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ppatch-registry", description="Serve and administer a ppatch registry.")
+    parser.add_argument("--version", action="version", version=f"ppatch-registry {__version__}")
+    commands = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser, required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.set_defaults(handler=_serve)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        metavar="ACTION", parser_class=_Parser, required=True
+    )
+    db.add_parser("upgrade", help="migrate to the newest schema").set_defaults(handler=_db_upgrade)
+    db.add_parser("current", help="show the schema revision").set_defaults(handler=_db_current)
+
+    namespace = commands.add_parser("namespace", help="namespaces").add_subparsers(
+        metavar="ACTION", parser_class=_Parser, required=True
+    )
+    create_ns = namespace.add_parser("create", help="create a namespace")
+    create_ns.add_argument("namespace")
+    create_ns.set_defaults(handler=_namespace_create)
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        metavar="ACTION", parser_class=_Parser, required=True
+    )
+    create_token = token.add_parser("create", help="create a token (printed once)")
+    create_token.add_argument("namespace")
+    create_token.add_argument("--scope", choices=SCOPES, default="publish")
+    create_token.add_argument("--description", default="")
+    create_token.set_defaults(handler=_token_create)
+    revoke_token = token.add_parser("revoke", help="revoke a token")
+    revoke_token.add_argument("namespace")
+    revoke_token.add_argument("token_id")
+    revoke_token.set_defaults(handler=_token_revoke)
+
+    key = commands.add_parser("key", help="signing keys").add_subparsers(
+        metavar="ACTION", parser_class=_Parser, required=True
+    )
+    add_key = key.add_parser("add", help="register a public key for a namespace")
+    add_key.add_argument("namespace")
+    add_key.add_argument("public_key_file")
+    add_key.set_defaults(handler=_key_add)
+    revoke_key = key.add_parser("revoke", help="revoke a key")
+    revoke_key.add_argument("namespace")
+    revoke_key.add_argument("key_id")
+    revoke_key.set_defaults(handler=_key_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = bool(os.environ.get("PPATCH_DEBUG"))
+    try:
+        settings = Settings()
+        return int(args.handler(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        message, code = _describe(error)
+        print(f"ppatch-registry: error: {message}", file=sys.stderr)
+        return code
+
+
+def _describe(error: Exception) -> tuple[str, int]:
+    if isinstance(error, CommandError):
+        return str(error), error.exit_code
+    if isinstance(error, RegistryError):
+        return error.message, _EXIT_FOR_CODE.get(error.code, EXIT_FAILED)
+    if isinstance(error, OperationalError):
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else "no answer"
+        return f"cannot use the database: {reason}", EXIT_UNAVAILABLE
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        problems = "; ".join(
+            f"PPATCH_REGISTRY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        return f"invalid settings: {problems}", EXIT_USAGE
+    text = " ".join(str(error).split()) or type(error).__name__
+    return f"{type(error).__name__}: {text}", EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The registry's settings: one pydantic-settings class read from `PPATCH_REGISTRY_*` variables.
+
+With nothing set, the registry keeps an SQLite database and a blob directory under its data
+directory, so `ppatch-registry serve` needs no other service on a fresh machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["MIB", "Settings"]
+
+MIB = 1024 * 1024
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("ppatch-registry", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every knob of a registry process; one instance per app (tests build their own)."""
+
+    model_config = SettingsConfigDict(env_prefix="PPATCH_REGISTRY_", extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=_default_home, description="data directory")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file under `home`"
+    )
+    storage: str | None = Field(
+        default=None, description="blob directory or s3://bucket/prefix; default: `home`/blobs"
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="endpoint of an S3-compatible store (MinIO, Ceph, moto)"
+    )
+    s3_region: str = "us-east-1"
+    max_upload_bytes: int = Field(default=64 * MIB, gt=0, description="largest .ppatch accepted")
+    max_manifest_bytes: int = Field(default=1 * MIB, gt=0)
+    max_query_length: int = Field(default=512, gt=0, description="longest search text")
+    max_batch: int = Field(default=500, gt=0, description="most entries in one update check")
+    index_max_age: int = Field(
+        default=60, ge=0, description="Cache-Control max-age of package indexes, seconds"
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'registry.db'}"
+
+    @property
+    def resolved_storage(self) -> str:
+        return self.storage or str(self.home / "blobs")
+
+    @property
+    def uses_default_sqlite(self) -> bool:
+        return not self.database_url

@@ -1,0 +1,53 @@
+"""What one registry process holds: settings, database engine, storage, metrics and caches.
+
+Nothing here is state that matters across processes: the index cache is keyed by the package's
+ETag from the database, so a stale entry is never served.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry_server.config import Settings
+from registry_server.metrics import RegistryMetrics
+from registry_server.storage import BlobStorage
+
+__all__ = ["IndexCache", "Registry"]
+
+
+class IndexCache:
+    """Serialized package indexes keyed by (namespace, name, etag); least recently used out."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> bytes | None:
+        with self._lock:
+            body = self._entries.get(key)
+            if body is not None:
+                self._entries.move_to_end(key)
+            return body
+
+    def put(self, key: tuple[str, str, str], body: bytes) -> None:
+        with self._lock:
+            self._entries[key] = body
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+
+@dataclass
+class Registry:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    storage: BlobStorage
+    metrics: RegistryMetrics
+    index_cache: IndexCache = field(default_factory=IndexCache)

@@ -1,0 +1,67 @@
+"""Builds the registry's FastAPI application from its settings."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine, func, select
+
+from registry_server import __version__, pages
+from registry_server.api.routes import blobs, health, namespaces, packages, search, updates
+from registry_server.config import Settings
+from registry_server.context import Registry
+from registry_server.db import create_registry_engine, session_factory
+from registry_server.errors import install_error_handlers
+from registry_server.metrics import MetricsMiddleware, RegistryMetrics
+from registry_server.models import Artifact
+from registry_server.storage import BlobStorage, open_storage
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    storage: BlobStorage | None = None,
+) -> FastAPI:
+    """The application; `engine` and `storage` default to what `settings` name."""
+    settings = settings or Settings()
+    engine = engine or create_registry_engine(settings.resolved_database_url)
+    storage = storage or open_storage(
+        settings.resolved_storage,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+    )
+    sessions = session_factory(engine)
+
+    def stored() -> tuple[int, int]:
+        with sessions() as session:
+            total, count = session.execute(
+                select(func.coalesce(func.sum(Artifact.size), 0), func.count(Artifact.id))
+            ).one()
+        return int(total), int(count)
+
+    metrics = RegistryMetrics(stored)
+    app = FastAPI(
+        title="ppatch registry",
+        version=__version__,
+        summary="Publish, index and serve signed safety patches for language models.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.registry = Registry(
+        settings=settings, engine=engine, sessions=sessions, storage=storage, metrics=metrics
+    )
+    install_error_handlers(app)
+    for router in (
+        packages.router,
+        namespaces.router,
+        search.router,
+        updates.router,
+        blobs.router,
+        health.router,
+        pages.router,
+    ):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
