@@ -1,1 +1,5 @@
-"""miniature package."""
+"""A miniature of the paper's world: tiny models and prompt files built locally, no downloads."""
+
+from ppatch.miniature.world import World, WorldConfig, build_world
+
+__all__ = ["World", "WorldConfig", "build_world"]

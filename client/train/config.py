@@ -1,0 +1,62 @@
+"""Every setting of a training run, with defaults and where each default comes from.
+
+The paper (arXiv 2511.08484) trains a 50-token prefix with SFT on the reference model's answers
+and then DPO with the reference answer preferred over the base model's. The step counts and
+learning rates below are the miniature's (docs/training.md): a soft prompt on a tiny model wants
+a high learning rate, and the values were chosen by measuring decision rates, not loss. On a
+real 7B model, start from the paper's setup and lower the learning rates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["STAGES", "Stages", "TrainConfig"]
+
+Stages = Literal["sft+dpo", "sft", "dpo"]
+STAGES: tuple[Stages, ...] = ("sft+dpo", "sft", "dpo")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    base: str
+    reference: str | None
+    output: Path
+    name: str
+    version: str
+    domain: str
+    prompts: Path | None = None
+    pairs: Path | None = None
+    key: Path | None = None
+    summary: str = ""
+    license: str = "Apache-2.0"
+    # The paper's prefix length.
+    virtual_tokens: int = 50
+    # PEFT's TEXT initialisation when given; otherwise PEFT's SAMPLE_VOCAB (embeddings of
+    # tokens drawn at random with the seed).
+    init_text: str | None = None
+    # The paper's two stages; "sft" and "dpo" alone are its ablation.
+    stages: Stages = "sft+dpo"
+    sft_steps: int = 150
+    sft_learning_rate: float = 0.03
+    dpo_steps: int = 60
+    dpo_learning_rate: float = 0.01
+    # DPO's usual beta (Rafailov et al. 2023; TRL's default).
+    beta: float = 0.1
+    batch_size: int = 16
+    # Answers sampled per prompt from each model (k in the paper's data generation).
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    seed: int = 0
+    device: str | None = None
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The settings recorded in the manifest (paths and identity left out)."""
+        recorded = asdict(self)
+        for key in ("base", "reference", "output", "name", "version", "domain", "prompts",
+                    "pairs", "key", "summary", "license", "device", "init_text"):  # fmt: skip
+            recorded.pop(key)
+        return recorded

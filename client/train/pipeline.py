@@ -1,0 +1,369 @@
+"""`train_patch(config)`: from a base model, a reference model and prompts to a signed `.ppatch`.
+
+The steps, each a function so the benchmark can run the ablation without writing files:
+check every input (cheap, before any model loads), load both models, generate the preference
+data (the reference's answers preferred, the base model's rejected), train the soft prompt
+(SFT, then DPO with the frozen SFT prompt as reference policy), measure it, and write the patch
+atomically at the very end, so Ctrl-C or an error leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ppatch.errors import ConflictError, NotFoundError, UsageError
+from ppatch.train.config import STAGES, TrainConfig
+from ppatch.train.data import read_pairs, read_prompts
+from ppatch.train.modeling import (
+    LoadedModel,
+    answer_logprobs,
+    check_same_vocabulary,
+    encode,
+    generate,
+    load_model,
+)
+from ppatch.train.soft_prompt import initial_prompt
+from ppatch.train.stages import Example, PairExample, train_dpo, train_sft
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "PreferenceData",
+    "check_config",
+    "fit_prompt",
+    "generate_preference_data",
+    "measure_preferences",
+    "pairs_from_file",
+    "train_patch",
+]
+
+
+@dataclass
+class PreferenceData:
+    """Tokenized training data and its description for the manifest."""
+
+    sft: list[Example]
+    pairs: list[PairExample]
+    description: dict[str, Any] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def check_config(config: TrainConfig) -> None:
+    """Every check that needs no model, so bad input fails in a second and writes nothing."""
+    if config.output.exists():
+        raise ConflictError(
+            f"output {str(config.output)!r} already exists; remove it or choose another -o"
+        )
+    if not config.output.parent.is_dir():
+        raise NotFoundError(f"output folder {str(config.output.parent)!r} does not exist")
+    if (config.prompts is None) == (config.pairs is None):
+        raise UsageError("give exactly one of --prompts and --pairs")
+    if config.prompts is not None and config.reference is None:
+        raise UsageError("--prompts needs --reference: its answers are the preferred ones")
+    if config.stages not in STAGES:
+        raise UsageError(f"stages must be one of {', '.join(STAGES)}, got {config.stages!r}")
+    for flag, value in (
+        ("--virtual-tokens", config.virtual_tokens),
+        ("--batch-size", config.batch_size),
+        ("--samples-per-prompt", config.samples_per_prompt),
+        ("--max-new-tokens", config.max_new_tokens),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value!r}")
+    for flag, number in (
+        ("--sft-steps", config.sft_steps),
+        ("--dpo-steps", config.dpo_steps),
+    ):
+        if number < 0:
+            raise UsageError(f"{flag} must not be negative, got {number!r}")
+    for flag, rate in (
+        ("--sft-lr", config.sft_learning_rate),
+        ("--dpo-lr", config.dpo_learning_rate),
+        ("--beta", config.beta),
+    ):
+        if not rate > 0:
+            raise UsageError(f"{flag} must be positive, got {rate!r}")
+    if config.temperature < 0:
+        raise UsageError(f"--temperature must not be negative, got {config.temperature!r}")
+    if config.key is not None:
+        _load_key(config.key)
+    # The manifest's own validation (name, version, domain, ...) on placeholder weights.
+    _manifest(config, _placeholder_weights(config), "sha256:" + "0" * 64, {}, {})
+
+
+def _load_key(path: Path) -> Any:
+    from patchfmt import load_private_key
+
+    if not path.is_file():
+        raise NotFoundError(f"signing key {str(path)!r} not found")
+    return load_private_key(path.read_bytes())
+
+
+def _placeholder_weights(config: TrainConfig) -> bytes:
+    import numpy
+
+    from patchfmt import weights_from_array
+
+    return weights_from_array(numpy.zeros((max(config.virtual_tokens, 1), 1), dtype="float32"))
+
+
+def _manifest(
+    config: TrainConfig,
+    weights: bytes,
+    base_fingerprint: str,
+    training: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> Any:
+    from patchfmt import build_manifest
+
+    return build_manifest(
+        {
+            "name": config.name,
+            "version": config.version,
+            "domain": config.domain,
+            "summary": config.summary or f"{config.domain} patch trained with ppatch",
+            "license": config.license,
+            "base_model": {"id": _model_label(config.base), "fingerprint": base_fingerprint},
+            "training": training,
+            "evaluation": evaluation,
+        },
+        weights,
+    )
+
+
+def _model_label(model: str) -> str:
+    path = Path(model)
+    return path.name if path.is_dir() else model
+
+
+def _answers_with_end(answers: Sequence[Sequence[int]], eos: int) -> list[list[int]]:
+    return [[*answer, eos] for answer in answers]
+
+
+def generate_preference_data(
+    config: TrainConfig, base: LoadedModel, reference: LoadedModel
+) -> PreferenceData:
+    """k answers per prompt from each model: the reference's preferred, the base's rejected.
+
+    Pairs whose two answers are identical teach DPO nothing and are dropped from it; every
+    reference answer is an SFT example.
+    """
+    assert config.prompts is not None
+    records = read_prompts(config.prompts)
+    prompt_ids = [encode(base, record["prompt"]) for record in records]
+    settings = {
+        "samples": config.samples_per_prompt,
+        "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature,
+        "seed": config.seed,
+    }
+    preferred = generate(reference, None, prompt_ids, **settings)
+    rejected = generate(base, None, prompt_ids, **{**settings, "seed": config.seed + 1})
+    eos = base.eos_id
+    sft: list[Example] = []
+    pairs: list[PairExample] = []
+    for ids, good_answers, bad_answers in zip(prompt_ids, preferred, rejected, strict=True):
+        good = _answers_with_end(good_answers, eos)
+        bad = _answers_with_end(bad_answers, eos)
+        sft += [Example(ids, answer) for answer in good]
+        pairs += [PairExample(ids, g, b) for g, b in zip(good, bad, strict=True) if g != b]
+    description = {
+        "source": "generated",
+        "prompts": len(records),
+        "sft_examples": len(sft),
+        "preference_pairs": len(pairs),
+        "identical_pairs_dropped": len(sft) - len(pairs),
+        "generation": {
+            "sampling": "multinomial" if config.temperature > 0 else "greedy",
+            **settings,
+        },
+    }
+    return PreferenceData(sft, pairs, description, records)
+
+
+def pairs_from_file(config: TrainConfig, base: LoadedModel) -> PreferenceData:
+    assert config.pairs is not None
+    eos = base.eos_id
+    sft: list[Example] = []
+    pairs: list[PairExample] = []
+    for pair in read_pairs(config.pairs):
+        ids = encode(base, pair.prompt)
+        chosen = [*encode(base, pair.chosen), eos]
+        rejected = [*encode(base, pair.rejected), eos]
+        sft.append(Example(ids, chosen))
+        if chosen != rejected:
+            pairs.append(PairExample(ids, chosen, rejected))
+    description = {
+        "source": "pairs file",
+        "prompts": len({tuple(e.prompt) for e in sft}),
+        "sft_examples": len(sft),
+        "preference_pairs": len(pairs),
+        "identical_pairs_dropped": len(sft) - len(pairs),
+    }
+    return PreferenceData(sft, pairs, description)
+
+
+def fit_prompt(config: TrainConfig, base: LoadedModel, data: PreferenceData) -> torch.Tensor:
+    """Run the configured stages and return the trained `[virtual_tokens, hidden]` prompt.
+
+    DPO's reference policy is the frozen prompt DPO starts from: the SFT prompt after SFT (the
+    paper's choice: DPO refines the SFT policy and is kept close to it), or the initial prompt
+    when DPO runs alone.
+    """
+    import torch
+
+    torch.manual_seed(config.seed)
+    prompt = initial_prompt(base, config.virtual_tokens, config.init_text, config.seed)
+    if "sft" in config.stages and config.sft_steps > 0:
+        if not data.sft:
+            raise UsageError("no SFT examples: the data file gave no answers")
+        prompt = train_sft(
+            base,
+            prompt,
+            data.sft,
+            steps=config.sft_steps,
+            learning_rate=config.sft_learning_rate,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+    if "dpo" in config.stages and config.dpo_steps > 0:
+        if not data.pairs:
+            raise UsageError("no preference pairs: every chosen answer equals its rejected answer")
+        prompt = train_dpo(
+            base,
+            prompt,
+            prompt.clone(),
+            data.pairs,
+            steps=config.dpo_steps,
+            learning_rate=config.dpo_learning_rate,
+            batch_size=config.batch_size,
+            beta=config.beta,
+            seed=config.seed + 2,
+        )
+    trained: torch.Tensor = prompt.cpu().float()
+    return trained
+
+
+def measure_preferences(
+    base: LoadedModel, prompt: torch.Tensor, pairs: Sequence[PairExample], batch_size: int = 64
+) -> dict[str, float]:
+    """How far the patch moved the model towards the preferred answers, on the training pairs:
+    DPO's implicit reward r(y) = log p_patched(y) - log p_bare(y); accuracy is how often
+    r(chosen) > r(rejected), margin its mean difference."""
+    import torch
+
+    if not pairs:
+        return {}
+    rewards: list[torch.Tensor] = []
+    with torch.no_grad():
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            prompts = [p.prompt for p in chunk] * 2
+            answers = [p.chosen for p in chunk] + [p.rejected for p in chunk]
+            patched, _ = answer_logprobs(base, prompt.to(base.device), prompts, answers)
+            bare, _ = answer_logprobs(base, None, prompts, answers)
+            reward = (patched - bare).cpu()
+            rewards.append(reward[: len(chunk)] - reward[len(chunk) :])
+    margins = torch.cat(rewards)
+    return {
+        "pairs": float(len(pairs)),
+        "preference_accuracy": float((margins > 0).float().mean()),
+        "reward_margin": float(margins.mean()),
+    }
+
+
+def _fingerprint(model: Path) -> str:
+    from patchfmt import fingerprint_model
+
+    return str(fingerprint_model(model))
+
+
+def train_patch(config: TrainConfig) -> Path:
+    """Train a patch as `config` says and write it to `config.output`; returns that path."""
+    import numpy
+
+    from patchfmt import weights_from_array, write_patch
+
+    check_config(config)
+    private_key = _load_key(config.key) if config.key is not None else None
+    base = load_model(config.base, config.device)
+    reference: LoadedModel | None = None
+    if config.reference is not None:
+        reference = load_model(config.reference, config.device)
+        check_same_vocabulary(base, reference)
+    if config.prompts is not None:
+        assert reference is not None
+        data = generate_preference_data(config, base, reference)
+    else:
+        data = pairs_from_file(config, base)
+    prompt = fit_prompt(config, base, data)
+
+    evaluation: dict[str, Any] = {
+        "measured": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "training_pairs": measure_preferences(base, prompt, data.pairs),
+    }
+    suite = _suite_evaluation(config, base, reference, prompt, data.records)
+    if suite:
+        evaluation["training_prompts"] = suite
+    training: dict[str, Any] = {
+        "method": "soft prompt: SFT then DPO"
+        if config.stages == "sft+dpo"
+        else f"soft prompt: {config.stages.upper()} only",
+        "stages": config.stages,
+        "init_text": config.init_text,
+        "init": "text" if config.init_text is not None else "sample_vocab",
+        "dpo_reference_policy": "frozen SFT prompt"
+        if config.stages == "sft+dpo"
+        else "frozen initial prompt",
+        "hyperparameters": config.hyperparameters(),
+        "data": data.description,
+    }
+    if reference is not None:
+        assert config.reference is not None
+        training["reference_model"] = {
+            "id": _model_label(config.reference),
+            "fingerprint": _fingerprint(reference.path),
+        }
+    weights = weights_from_array(numpy.ascontiguousarray(prompt.numpy(), dtype=numpy.float32))
+    manifest = _manifest(config, weights, _fingerprint(base.path), training, evaluation)
+    write_patch(config.output, manifest, weights, private_key)
+    output: Path = config.output
+    return output
+
+
+def _suite_evaluation(
+    config: TrainConfig,
+    base: LoadedModel,
+    reference: LoadedModel | None,
+    prompt: torch.Tensor,
+    records: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The domain's suite on the training prompts, when the domain is a built-in suite and the
+    records carry what it needs; empty otherwise (a custom domain, or a pairs file)."""
+    from ppatch.eval.suites import SUITES, suite_accepts
+
+    if config.domain not in SUITES or not records or not suite_accepts(config.domain, records):
+        return {}
+    from ppatch.eval.runner import System, evaluate_loaded
+
+    systems = [System("base", config.base, []), System("base+patch", config.base, [])]
+    loaded: list[tuple[System, LoadedModel, torch.Tensor | None]] = [
+        (systems[0], base, None),
+        (systems[1], base, prompt),
+    ]
+    if reference is not None and config.reference is not None:
+        loaded.append((System("reference", config.reference, []), reference, None))
+    report = evaluate_loaded(
+        config.domain,
+        records,
+        loaded,
+        samples=config.samples_per_prompt,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed + 3,
+    )
+    return {"suite": config.domain, "prompts": len(records), **report.summary()}
