@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safetensors.numpy import save_file
 
-from patchfmt import Manifest, build_manifest, weights_from_array
+from patchfmt import Manifest, build_manifest, pack_patch, sign_manifest, weights_from_array
 
 FINGERPRINT = "sha256:" + "ab" * 32
 
@@ -41,6 +41,15 @@ def fixed_weights(tokens: int = 4, hidden: int = 8, dtype: str | None = None) ->
 def fixed_key() -> Ed25519PrivateKey:
     # ed25519 signatures are deterministic, so a fixed key gives fixed bytes.
     return Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+
+@pytest.fixture(scope="session")
+def fixed_signed_file() -> bytes:
+    """The packed, signed patch of the fixed fields, weights and key (immutable bytes)."""
+    weights = fixed_weights()
+    manifest = build_manifest(human_fields(), weights)
+    signature = sign_manifest(manifest.canonical_bytes(), fixed_key())
+    return pack_patch(manifest, weights, signature)
 
 
 @pytest.fixture
