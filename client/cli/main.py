@@ -23,6 +23,7 @@ __all__ = ["build_parser", "main"]
 COMMAND_MODULES: tuple[str, ...] = (
     "ppatch.cli.format_commands",
     "ppatch.cli.registry_commands",
+    "ppatch.cli.apply_commands",
 )
 
 DEBUG_VARIABLE = "PPATCH_DEBUG"
