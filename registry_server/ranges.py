@@ -36,9 +36,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiableError(header, size)
         return max(size - suffix, 0), size - 1 if size else 0
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
-        return None
+    if last_text and int(last_text) < first:
+        return None  # syntactically invalid: ignored
     if first >= size:
         raise RangeNotSatisfiableError(header, size)
+    last = int(last_text) if last_text else size - 1
     return first, min(last, size - 1)

@@ -21,11 +21,17 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256, lowercase hex")]
 
 
-@router.api_route(
+@router.get(
     "/blobs/sha256/{digest}",
-    methods=["GET", "HEAD"],
     summary="Download a .ppatch by its sha256",
     response_class=StreamingResponse,
+    operation_id="get_blob",
+)
+@router.head(
+    "/blobs/sha256/{digest}",
+    summary="Size and headers of a blob",
+    response_class=StreamingResponse,
+    operation_id="head_blob",
 )
 async def get_blob(digest: Digest, request: Request, registry: RegistryDep) -> Response:
     storage = registry.storage
