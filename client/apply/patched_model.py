@@ -154,6 +154,8 @@ class PatchedModel:
                 **kwargs,
             )
         _refuse_cache_arguments(kwargs, "forward")
+        # The virtual tokens live in the cache, so it is always on; asking is harmless.
+        kwargs.pop("use_cache", None)
         import torch
 
         prefix = self.prefix()
@@ -176,7 +178,8 @@ class PatchedModel:
             # virtual token, whose logits the prefix kept.
             first = prefix.next_token_logits.expand(batch_size, 1, -1).to(output.logits.device)
             predicting = torch.cat([first, output.logits[:, :-1, :]], dim=1).float()
-            output.loss = torch.nn.functional.cross_entropy(
+            # Item assignment keeps the ModelOutput's mapping and attribute views in step.
+            output["loss"] = torch.nn.functional.cross_entropy(
                 predicting.reshape(-1, predicting.shape[-1]),
                 labels.to(predicting.device).reshape(-1),
                 ignore_index=-100,

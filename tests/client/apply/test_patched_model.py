@@ -155,8 +155,9 @@ def test_loss_counts_the_first_label_from_the_last_virtual_token(
             attention_mask=full_mask,
             labels=torch.cat([virtual_labels, labels], dim=1),
         ).loss
-        ours = patched(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-    torch.testing.assert_close(ours, expected, atol=TOLERANCE, rtol=0)
+        output = patched(input_ids=input_ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(output.loss, expected, atol=TOLERANCE, rtol=0)
+    assert output["loss"] is output.loss
 
 
 def test_composed_patches_equal_their_concatenation(

@@ -83,25 +83,6 @@ def test_an_exported_adapter_loads_in_peft_and_gives_our_logits(
     torch.testing.assert_close(mine[real], theirs[:, virtual:][real], atol=1e-5, rtol=0)
 
 
-# PEFT's prompt-tuning `generate` drops the position ids `generate` derives from the mask (with
-# this warning), so its positions count left padding; on an unpadded prompt both agree.
-@pytest.mark.filterwarnings("ignore:Position ids are not supported:UserWarning")
-def test_greedy_generation_matches_peft_on_an_unpadded_prompt(
-    tmp_path, patch_file, tiny_model, tiny_tokenizer
-) -> None:
-    from peft import PeftModel
-
-    adapter = export_peft(patch_file, tmp_path / "adapter")
-    peft_model = PeftModel.from_pretrained(copy.deepcopy(tiny_model), adapter).eval()
-    ours = apply(tiny_model, [patch_file], tokenizer=tiny_tokenizer)
-    encoded = tiny_tokenizer(PROMPTS[1:2], return_tensors="pt")
-    settings = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": 0}
-    with torch.no_grad():
-        peft_tokens = peft_model.generate(**encoded, **settings)
-        our_tokens = ours.generate(**encoded, **settings)
-    assert torch.equal(our_tokens, peft_tokens)
-
-
 def test_a_peft_adapter_imports_with_its_embeddings_and_the_model_fingerprint(
     tmp_path, tiny_model, tiny_model_dir, tiny_fingerprint
 ) -> None:

@@ -1,0 +1,377 @@
+"""How much a patch costs at inference: bare model vs ppatch (cached prefix) vs PEFT prompt tuning.
+
+A Llama-architecture model with random weights is built here (nothing is downloaded). For each
+batch size and prompt length it measures prefill latency (one forward pass over the prompt, as
+`generate` starts) and generation throughput (`generate` of a fixed number of new tokens,
+greedy), for three variants run on the same weights and inputs:
+
+- bare:   the model alone;
+- ppatch: `PatchedModel` with a 50-token patch, starting from the shared prefix cache;
+- peft:   PEFT prompt tuning with the same embeddings, which runs the 50 virtual tokens again on
+          every call. Prefill is `PeftModel`'s own forward pass. Generation is PEFT's semantics,
+          `generate(inputs_embeds=cat([prompt, embed(ids)]))`, rather than `PeftModel.generate`:
+          with PEFT 0.21 and transformers 5, `PeftModel.generate` looks for `past_key_values`
+          (now `cache`), misses it, and injects the 50 tokens again at every decoding step, which
+          is both slower and not prompt tuning (docs/apply.md).
+
+Ratios are times relative to the bare model measured in the same run, with the variants
+interleaved in every repetition so that drift on a shared machine hits all three alike. The
+target is ppatch <= 1.05x bare where the work is compute-bound (marked in the table: at least
+--compute-bound-tokens prompt tokens per call).
+
+    .venv/bin/python benchmarks/apply.py --quick                 # a minute on a laptop CPU
+    .venv/bin/python benchmarks/apply.py                         # the full grid, ~10 min on 2 cores
+    python benchmarks/apply.py --device cuda --dtype bfloat16 --hidden 2048 --layers 16 \
+        --heads 16 --kv-heads 8 --vocab 32000                    # a GPU box, well under 8 min
+
+Prints a Markdown table and writes JSON to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+VARIANTS = ("bare", "ppatch", "peft")
+
+
+@dataclass(frozen=True)
+class Cell:
+    batch: int
+    prompt_tokens: int
+    prefill_ms: dict[str, float]
+    generate_ms: dict[str, float]
+    new_tokens: int
+    repetitions: int
+
+    def prefill_ratio(self, variant: str) -> float:
+        return self.prefill_ms[variant] / self.prefill_ms["bare"]
+
+    def generate_ratio(self, variant: str) -> float:
+        return self.generate_ms[variant] / self.generate_ms["bare"]
+
+    def tokens_per_second(self, variant: str) -> float:
+        return self.batch * self.new_tokens / (self.generate_ms[variant] / 1000)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small grid, for a smoke run")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--kv-heads", type=int, default=4)
+    parser.add_argument("--intermediate", type=int, default=0, help="default: 2.75 x hidden")
+    parser.add_argument("--vocab", type=int, default=2048)
+    parser.add_argument("--virtual-tokens", type=int, default=50)
+    parser.add_argument("--batches", type=int, nargs="+", help="default: 1 16 64 (quick: 1 16)")
+    parser.add_argument(
+        "--prompts", type=int, nargs="+", help="default: 20 100 500 (quick: 20 100)"
+    )
+    parser.add_argument("--new-tokens", type=int, help="generated per prompt (default 32, quick 8)")
+    parser.add_argument(
+        "--min-seconds", type=float, help="time per measurement (default 1, quick 0.2)"
+    )
+    parser.add_argument("--max-repetitions", type=int, default=7)
+    parser.add_argument(
+        "--compute-bound-tokens",
+        type=int,
+        help="prompt tokens per call (batch x length) from which a cell counts as compute-bound "
+        "(default: 1000 on CPU, 8192 on CUDA)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: 1 on CPU, steadier on a shared machine; ratios are what "
+        "count)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, help="JSON path (default: benchmarks/results/)")
+    args = parser.parse_args(argv)
+    args.batches = args.batches or ([1, 16] if args.quick else [1, 16, 64])
+    args.prompts = args.prompts or ([20, 100] if args.quick else [20, 100, 500])
+    args.new_tokens = args.new_tokens or (8 if args.quick else 32)
+    args.min_seconds = (
+        args.min_seconds if args.min_seconds is not None else (0.2 if args.quick else 1.0)
+    )
+    args.intermediate = args.intermediate or int(args.hidden * 2.75)
+    if args.compute_bound_tokens is None:
+        args.compute_bound_tokens = 8192 if args.device.startswith("cuda") else 1000
+    return args
+
+
+def build_model(args: argparse.Namespace) -> Any:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(args.seed)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        max_position_embeddings=args.virtual_tokens + max(args.prompts) + args.new_tokens + 8,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model = model.to(device=args.device, dtype=getattr(torch, args.dtype)).eval()
+    model.generation_config.eos_token_id = None
+    return model
+
+
+def build_variants(model: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The three runners on one set of weights, with the same virtual-token embeddings."""
+    import torch
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+    from ppatch.apply.patched_model import AppliedPatch, PatchedModel
+
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    rows = torch.randint(2, args.vocab, (args.virtual_tokens,), generator=generator)
+    # Rows of the embedding matrix: virtual tokens of a realistic scale.
+    embeddings = model.get_input_embeddings().weight[rows].detach().float().cpu()
+    patched = PatchedModel(model, [AppliedPatch.from_array(embeddings.numpy())])
+    patched.prefix()  # computed once, outside every timing: that is the design
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(
+            model,
+            PromptTuningConfig(
+                task_type=TaskType.CAUSAL_LM, num_virtual_tokens=args.virtual_tokens
+            ),
+        )
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(embeddings)
+    peft_model.eval()
+    return {"bare": model, "ppatch": patched, "peft": peft_model, "embeddings": embeddings}
+
+
+def synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(
+    runners: dict[str, Callable[[], Any]], args: argparse.Namespace
+) -> tuple[dict[str, float], int]:
+    """Fastest milliseconds per runner; runners interleaved, order rotated each repetition.
+
+    The minimum, not the median: on a shared machine noise only ever adds time.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    repetitions = args.max_repetitions
+    for repetition in range(args.max_repetitions):
+        order = names[repetition % len(names) :] + names[: repetition % len(names)]
+        for name in order:
+            synchronize(args.device)
+            start = time.perf_counter()
+            runners[name]()
+            synchronize(args.device)
+            samples[name].append((time.perf_counter() - start) * 1000)
+        if repetition == 0:
+            slowest = max(values[0] for values in samples.values()) / 1000
+            wanted = math.ceil(args.min_seconds / max(slowest, 1e-6))
+            repetitions = max(2, min(args.max_repetitions, wanted))
+        if repetition + 1 >= repetitions:
+            break
+    return {name: min(values) for name, values in samples.items()}, repetitions
+
+
+def run_cell(variants: dict[str, Any], batch: int, length: int, args: argparse.Namespace) -> Cell:
+    import torch
+
+    generator = torch.Generator().manual_seed(args.seed + batch * 1000 + length)
+    input_ids = torch.randint(2, args.vocab, (batch, length), generator=generator)
+    input_ids[:, 0] = 1  # BOS first, as a tokenizer would
+    input_ids = input_ids.to(args.device)
+    mask = torch.ones_like(input_ids)
+    inputs = {"input_ids": input_ids, "attention_mask": mask}
+    settings = {
+        "max_new_tokens": args.new_tokens,
+        "min_new_tokens": args.new_tokens,
+        "do_sample": False,
+        "pad_token_id": 0,
+    }
+
+    def prefill(name: str) -> Callable[[], Any]:
+        runner = variants[name]
+        return lambda: runner(**inputs, use_cache=True, logits_to_keep=1)
+
+    def generate(name: str) -> Callable[[], Any]:
+        runner = variants[name]
+        if name != "peft":
+            return lambda: runner.generate(**inputs, **settings)
+        model = variants["bare"]
+        virtual = variants["embeddings"].to(device=model.device, dtype=model.dtype)
+
+        def concatenated() -> Any:
+            tokens = model.get_input_embeddings()(input_ids)
+            embeds = torch.cat([virtual.expand(batch, -1, -1), tokens], dim=1)
+            full_mask = torch.cat([mask.new_ones(batch, virtual.shape[0]), mask], dim=1)
+            return model.generate(inputs_embeds=embeds, attention_mask=full_mask, **settings)
+
+        return concatenated
+
+    with torch.inference_mode():
+        prefill_ms, repetitions = measure({name: prefill(name) for name in VARIANTS}, args)
+        generate_ms, _ = measure({name: generate(name) for name in VARIANTS}, args)
+    return Cell(batch, length, prefill_ms, generate_ms, args.new_tokens, repetitions)
+
+
+def is_compute_bound(cell: Cell, args: argparse.Namespace) -> bool:
+    return cell.batch * cell.prompt_tokens >= args.compute_bound_tokens
+
+
+def markdown(cells: list[Cell], args: argparse.Namespace) -> str:
+    header = (
+        "| batch | prompt | bare prefill ms | ppatch prefill | PEFT prefill | "
+        "bare gen tok/s | ppatch gen | PEFT gen | compute-bound |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
+    )
+    lines = [header]
+    for cell in cells:
+        bound = is_compute_bound(cell, args)
+        lines.append(
+            f"| {cell.batch} | {cell.prompt_tokens} | {cell.prefill_ms['bare']:.1f} | "
+            f"{cell.prefill_ms['ppatch']:.1f} ({cell.prefill_ratio('ppatch'):.2f}x) | "
+            f"{cell.prefill_ms['peft']:.1f} ({cell.prefill_ratio('peft'):.2f}x) | "
+            f"{cell.tokens_per_second('bare'):.0f} | "
+            f"{cell.tokens_per_second('ppatch'):.0f} ({cell.generate_ratio('ppatch'):.2f}x) | "
+            f"{cell.tokens_per_second('peft'):.0f} ({cell.generate_ratio('peft'):.2f}x) | "
+            f"{'yes' if bound else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(cells: list[Cell], args: argparse.Namespace) -> dict[str, Any]:
+    bound = [cell for cell in cells if is_compute_bound(cell, args)]
+    worst = {
+        variant: {
+            "prefill": max((cell.prefill_ratio(variant) for cell in bound), default=None),
+            "generate": max((cell.generate_ratio(variant) for cell in bound), default=None),
+        }
+        for variant in ("ppatch", "peft")
+    }
+    ppatch_worst = [value for value in worst["ppatch"].values() if value is not None]
+    return {
+        "compute_bound_cells": len(bound),
+        "worst_ratio_compute_bound": worst,
+        "target": 1.05,
+        "ppatch_meets_target": bool(ppatch_worst) and max(ppatch_worst) <= 1.05,
+    }
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    import os
+
+    import peft
+    import torch
+    import transformers
+
+    device_name = (
+        torch.cuda.get_device_name(torch.device(args.device))
+        if args.device.startswith("cuda")
+        else platform.processor() or platform.machine()
+    )
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "device": args.device,
+        "device_name": device_name,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    threads = args.threads if args.threads is not None else (0 if args.device != "cpu" else 1)
+    if threads:
+        torch.set_num_threads(threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(
+            f"benchmarks/apply.py: --device {args.device} but CUDA is not available",
+            file=sys.stderr,
+        )
+        return 2
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    started = time.perf_counter()
+    model = build_model(args)
+    variants = build_variants(model, args)
+    # One small call per variant first: lazy initialisation is not what we measure.
+    warmup = argparse.Namespace(**{**vars(args), "max_repetitions": 1, "min_seconds": 0.0})
+    run_cell(variants, 1, 8, warmup)
+
+    cells = []
+    for length in args.prompts:
+        for batch in args.batches:
+            cell = run_cell(variants, batch, length, args)
+            cells.append(cell)
+            print(
+                f"batch {batch:>3} prompt {length:>4}: prefill x{cell.prefill_ratio('ppatch'):.3f} "
+                f"(peft x{cell.prefill_ratio('peft'):.3f}), generate "
+                f"x{cell.generate_ratio('ppatch'):.3f} (peft x{cell.generate_ratio('peft'):.3f})",
+                file=sys.stderr,
+                flush=True,
+            )
+    elapsed = time.perf_counter() - started
+
+    table = markdown(cells, args)
+    outcome = summary(cells, args)
+    print(table)
+    print(
+        f"\n{len(cells)} cells in {elapsed:.0f} s on {args.device}; ratios are time relative to "
+        "the bare model. Worst compute-bound ratios: "
+        + json.dumps(outcome["worst_ratio_compute_bound"])
+    )
+    document = {
+        "benchmark": "apply",
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "elapsed_seconds": elapsed,
+        "settings": {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in vars(args).items()
+        },
+        "environment": environment(args),
+        "cells": [asdict(cell) for cell in cells],
+        "summary": outcome,
+        "markdown": table,
+    }
+    output = args.output or RESULTS_DIR / (
+        f"apply-{args.device.replace(':', '')}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
