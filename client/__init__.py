@@ -6,17 +6,21 @@ The model-facing API (`load_model`, `apply`) imports torch only when called, so 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
-# `ppatch.apply` names both the sub-package and the function users call. Importing the (light)
-# sub-package first and binding the function afterwards keeps `ppatch.apply(model, patches)`
-# callable: a later `import ppatch.apply.loading` finds the sub-package in `sys.modules` and
-# leaves this module's attribute alone. Import the sub-package's modules by their full names.
+# `ppatch.apply` names both the sub-package and the function users call. Importing the (light,
+# torch-free) sub-package first and binding the function afterwards keeps
+# `ppatch.apply(model, patches)` callable: a later `import ppatch.apply.loading` finds the
+# sub-package in `sys.modules` and leaves this module's attribute alone. A module `__getattr__`
+# cannot do this, as the import system sets the attribute to the sub-package on first import.
+# Import the sub-package's modules by their full names (`from ppatch.apply.loading import ...`).
 import ppatch.apply as _apply_package  # noqa: F401
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import torch
     from ppatch.apply.loading import PatchSource
     from ppatch.apply.patched_model import PatchedModel
 
@@ -26,21 +30,31 @@ __all__ = ["__version__", "apply", "load_model"]
 
 
 def load_model(
-    model: str | Any,
+    model: str | os.PathLike[str],
     patches: Sequence[PatchSource] | None = None,
-    **options: Any,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> PatchedModel:
     """Load a local causal LM and its tokenizer, run with its installed patches.
 
-    See `ppatch.apply.loading.load_model` for the options (`device`, `dtype`, ...).
+    `patches=None` applies the installed patches in installation order, a list exactly those
+    (`.ppatch` paths or installed specs such as `acme/toxicity@1.2`), `[]` none. See
+    `ppatch.apply.loading.load_model`.
     """
     from ppatch.apply.loading import load_model as load
 
-    return load(model, patches, **options)
+    return load(model, patches, device=device, dtype=dtype)
 
 
-def apply(model: Any, patches: Sequence[PatchSource] | None = None, **options: Any) -> PatchedModel:
-    """Run an already loaded model with patches; see `ppatch.apply.loading.apply`."""
+def apply(
+    model: Any,
+    patches: Sequence[PatchSource] | None = None,
+    *,
+    tokenizer: Any = None,
+    fingerprint: str | None = None,
+) -> PatchedModel:
+    """Run a model the caller already loaded with patches; see `ppatch.apply.loading.apply`."""
     from ppatch.apply.loading import apply as apply_patches
 
-    return apply_patches(model, patches, **options)
+    return apply_patches(model, patches, tokenizer=tokenizer, fingerprint=fingerprint)

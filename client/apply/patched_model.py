@@ -212,6 +212,8 @@ class PatchedModel:
             )
         import torch
 
+        if input_ids is None and kwargs.get("inputs") is not None:
+            input_ids = kwargs.pop("inputs")  # `generate`'s own name for the prompt
         inputs_embeds: torch.Tensor | None = kwargs.pop("inputs_embeds", None)
         if input_ids is None and inputs_embeds is None:
             raise UsageError("generate needs input_ids or inputs_embeds (the prompt)")

@@ -96,7 +96,10 @@ def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV
         raise ValueError(
             f"prompt embeddings have hidden size {embeddings.shape[1]} but the model's is {hidden}"
         )
-    with torch.no_grad():
+    # Plain tensors even when the first caller runs under inference_mode: the prefix outlives
+    # that call and may later meet autograd-enabled code.
+    with torch.inference_mode(False), torch.no_grad():
+        embeddings = embeddings.clone()
         cache = DynamicCache(config=model.config)
         output = model(
             inputs_embeds=embeddings.unsqueeze(0),
