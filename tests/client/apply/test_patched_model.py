@@ -232,3 +232,32 @@ def test_a_patch_for_another_hidden_size_is_refused(tiny_model) -> None:
 def test_embeddings_of_a_bad_shape_are_refused(shape) -> None:
     with pytest.raises(UsageError, match="num_virtual_tokens, hidden_size"):
         AppliedPatch.from_array(np.zeros(shape, dtype=np.float32))
+
+
+def test_position_ids_given_for_the_prompt_follow_the_virtual_tokens(
+    patched, tiny_model, tiny_tokenizer, prompt_embeddings
+) -> None:
+    input_ids, mask = encode(tiny_tokenizer, PROMPTS, "left")
+    # Positions derived from the mask, as generate does: pads do not count.
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    virtual = prompt_embeddings.shape[0]
+    inputs_embeds, full_mask = reference_inputs(tiny_model, prompt_embeddings, input_ids, mask)
+    full_positions = torch.cat(
+        [torch.arange(virtual).expand(len(PROMPTS), -1), positions + virtual], dim=1
+    )
+    with torch.no_grad():
+        expected = tiny_model(
+            inputs_embeds=inputs_embeds, attention_mask=full_mask, position_ids=full_positions
+        ).logits[:, virtual:]
+        ours = patched(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits
+    real = mask.bool()
+    torch.testing.assert_close(ours[real], expected[real], atol=TOLERANCE, rtol=0)
+
+
+def test_generate_takes_the_prompt_as_inputs_too(patched, tiny_tokenizer) -> None:
+    input_ids, _ = encode(tiny_tokenizer, PROMPTS[:1], "left")
+    settings = {"max_new_tokens": 4, "do_sample": False, "pad_token_id": 0}
+    assert torch.equal(
+        patched.generate(inputs=input_ids, **settings),
+        patched.generate(input_ids=input_ids, **settings),
+    )

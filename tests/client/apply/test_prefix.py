@@ -148,3 +148,11 @@ def test_different_embeddings_get_different_prefixes(tiny_model, prompt_embeddin
         tiny_model, [AppliedPatch.from_array(np.flip(prompt_embeddings, 0))], prefix_store=store
     )
     assert not torch.equal(one.prefix().layers[0][0], other.prefix().layers[0][0])
+
+
+def test_a_prefix_first_computed_under_inference_mode_is_a_plain_tensor(
+    tiny_model, prompt_embeddings
+) -> None:
+    with torch.inference_mode():
+        prefix = compute_prefix(tiny_model, torch.from_numpy(prompt_embeddings))
+    assert not any(keys.is_inference() or values.is_inference() for keys, values in prefix.layers)
