@@ -25,9 +25,13 @@ from patchfmt.errors import (
     InvalidContainerError,
     InvalidManifestError,
     InvalidWeightsError,
-    UnsupportedFormatError,
 )
-from patchfmt.manifest import FORMAT, MAX_MANIFEST_BYTES, WEIGHTS_ENTRY, Manifest
+from patchfmt.manifest import (
+    MAX_MANIFEST_BYTES,
+    WEIGHTS_ENTRY,
+    Manifest,
+    check_format_version,
+)
 from patchfmt.signing import (
     MAX_SIGNATURE_BYTES,
     Ed25519PrivateKey,
@@ -307,9 +311,7 @@ def _check_format_first(manifest_bytes: bytes) -> None:
     except ValueError:
         return  # the full parse reports it
     if isinstance(parsed, dict):
-        declared = parsed.get("format")
-        if isinstance(declared, str) and declared.startswith("ppatch/") and declared != FORMAT:
-            raise UnsupportedFormatError(declared, FORMAT)
+        check_format_version(parsed)
 
 
 def read_patch(source: Path | str | bytes, limits: ReadLimits | None = None) -> PatchFile:

@@ -38,6 +38,7 @@ __all__ = [
     "Manifest",
     "PatchSpec",
     "build_manifest",
+    "check_format_version",
     "is_fingerprint",
 ]
 
@@ -60,6 +61,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 def is_fingerprint(text: object) -> bool:
     """True for `sha256:` followed by 64 lowercase hex digits."""
     return isinstance(text, str) and _FINGERPRINT.fullmatch(text) is not None
+
+
+def check_format_version(parsed: Mapping[str, Any]) -> None:
+    """Raise `UnsupportedFormatError` for a `format` of `ppatch/N` with N other than 1."""
+    declared = parsed.get("format")
+    if isinstance(declared, str) and declared != FORMAT and _FORMAT_LIKE.fullmatch(declared):
+        raise UnsupportedFormatError(declared, FORMAT)
 
 
 def _check_fingerprint(value: str) -> str:
@@ -266,9 +274,7 @@ class Manifest(BaseModel):
             raise InvalidManifestError(
                 [f"must be a JSON object, found {type(parsed).__name__}"], source=source
             )
-        declared = parsed.get("format")
-        if isinstance(declared, str) and declared != FORMAT and _FORMAT_LIKE.fullmatch(declared):
-            raise UnsupportedFormatError(declared, FORMAT)
+        check_format_version(parsed)
         try:
             encoded = canonical_json(parsed)
         except (TypeError, ValueError) as error:

@@ -11,9 +11,11 @@ import argparse
 import hashlib
 import json
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ppatch import constants
 from ppatch.errors import ConflictError, NotFoundError
 from ppatch.progress import progress
 
@@ -135,11 +137,23 @@ def _manifest_fields(path: Path) -> dict[str, Any]:
     return parsed
 
 
-def _fingerprint_with_bar(model: str) -> str:
+@dataclass(frozen=True)
+class _Fingerprinted:
+    path: Path
+    files: list[Path]
+    size: int
+    fingerprint: str
+
+
+def _fingerprint_with_bar(model: str) -> _Fingerprinted:
     path = resolve_model_path(model)
-    total = sum(file.stat().st_size for file in model_weight_files(path))
-    with progress("Fingerprinting", total, unit="bytes") as advance:
-        return fingerprint_model(path, progress=advance)
+    files = model_weight_files(path)
+    size = sum(file.stat().st_size for file in files)
+    with progress("Fingerprinting", size, unit="bytes") as advance:
+        fingerprint = fingerprint_model(
+            path, cache_dir=constants.fingerprint_cache_dir(), progress=advance
+        )
+    return _Fingerprinted(path=path, files=files, size=size, fingerprint=fingerprint)
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -177,7 +191,7 @@ def run_pack(args: argparse.Namespace) -> int:
         pem = _read_input(args.key, "private key", MAX_KEY_BYTES)
         private_key = load_private_key(pem, source=str(args.key))
     if args.model is not None:
-        fingerprint = _fingerprint_with_bar(args.model)
+        fingerprint = _fingerprint_with_bar(args.model).fingerprint
         base_model = fields.get("base_model", {})
         if isinstance(base_model, dict):
             fields["base_model"] = {"id": str(args.model), **base_model, "fingerprint": fingerprint}
@@ -248,27 +262,23 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         print("  signature: none (unsigned)")
     if args.model is not None:
-        fingerprint = _fingerprint_with_bar(args.model)
+        fingerprint = _fingerprint_with_bar(args.model).fingerprint
         check_fingerprint(manifest, fingerprint)
         print(f"  base model: ok, fingerprint {fingerprint}")
     return 0
 
 
 def run_fingerprint(args: argparse.Namespace) -> int:
-    path = resolve_model_path(args.model)
-    files = model_weight_files(path)
-    total = sum(file.stat().st_size for file in files)
-    with progress("Fingerprinting", total, unit="bytes") as advance:
-        fingerprint = fingerprint_model(path, progress=advance)
+    result = _fingerprint_with_bar(args.model)
     if args.json:
         described = {
             "model": args.model,
-            "path": str(path),
-            "fingerprint": fingerprint,
-            "files": [file.name for file in files],
-            "size": total,
+            "path": str(result.path),
+            "fingerprint": result.fingerprint,
+            "files": [file.name for file in result.files],
+            "size": result.size,
         }
         print(json.dumps(described, indent=2, sort_keys=True))
     else:
-        print(fingerprint)
+        print(result.fingerprint)
     return 0

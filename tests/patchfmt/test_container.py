@@ -184,8 +184,8 @@ def _python_zipfile(manifest: Manifest, weights: bytes) -> bytes:
 
 
 def _zip_bomb(manifest: Manifest, weights: bytes) -> bytes:
-    # 64 MiB of zeros deflate to about 64 KiB: refused for being compressed, never inflated.
-    entries = [("manifest.json", manifest.canonical_bytes()), ("weights.safetensors", bytes(2**26))]
+    # 16 MiB of zeros deflate to about 16 KiB: refused for being compressed, never inflated.
+    entries = [("manifest.json", manifest.canonical_bytes()), ("weights.safetensors", bytes(2**24))]
     return python_zip(entries, compression=zipfile.ZIP_DEFLATED)
 
 
