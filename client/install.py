@@ -21,17 +21,19 @@ from typing import TYPE_CHECKING, Any
 from ppatch import constants, store
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 from ppatch.progress import progress
-from ppatch.registry_client import RegistryClient
 from ppatch.registry_errors import RegistryNotFoundError
 from ppatch.resolver import Pin, Resolution, resolve
 from ppatch.trust import ensure_trusted, public_keys
 
 if TYPE_CHECKING:
+    from ppatch.registry_client import RegistryClient
+
     from patchfmt import PackageSpec
 
 __all__ = [
     "InstallAction",
     "ModelTarget",
+    "Pin",
     "fetch_verified",
     "find_installed",
     "model_target",

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Self
 import httpx
 from ppatch import __version__, constants
 from ppatch.atomic import atomic_write_bytes
+from ppatch.blob_download import direct_download_possible, stream_blob
 from ppatch.errors import NetworkError
 from ppatch.registry_errors import UnexpectedResponseError, raise_for_status
 
@@ -51,10 +52,12 @@ class RegistryClient:
         headers = {"User-Agent": f"ppatch/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        self._transport = transport
+        self._timeout = constants.http_timeout() if timeout is None else timeout
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
-            timeout=constants.http_timeout() if timeout is None else timeout,
+            timeout=self._timeout,
             transport=transport,
             follow_redirects=True,
         )
@@ -218,6 +221,29 @@ class RegistryClient:
         )
         return self._json(response)
 
+    def _fetch_body(
+        self,
+        url: str,
+        destination: BinaryIO,
+        digest: hashlib._Hash,
+        on_bytes: Callable[[int], None],
+    ) -> httpx.Response | None:
+        """One attempt: the body into `destination`, or the error answer (status >= 300)."""
+        absolute = str(self._http.base_url.join(url))
+        if self._transport is None and direct_download_possible(absolute):
+            return stream_blob(
+                absolute, self._http.headers, self._timeout, destination, digest, on_bytes
+            )
+        with self._http.stream("GET", url) as response:
+            if response.status_code >= 300:
+                response.read()
+                return response
+            for chunk in response.iter_bytes(constants.DOWNLOAD_CHUNK_SIZE):
+                digest.update(chunk)
+                destination.write(chunk)
+                on_bytes(len(chunk))
+        return None
+
     def download(
         self,
         url: str,
@@ -237,19 +263,19 @@ class RegistryClient:
             destination.truncate()
             digest = hashlib.sha256()
             try:
-                with self._http.stream("GET", url) as response:
-                    if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                        response.close()
+                failed = self._fetch_body(url, destination, digest, on_bytes)
+                if failed is not None:
+                    if failed.status_code in RETRY_STATUSES and attempt < self.retries:
                         self._pause(attempt)
                         attempt += 1
                         continue
-                    if response.status_code >= 400:
-                        response.read()
-                        raise_for_status(response)
-                    for chunk in response.iter_bytes(constants.DOWNLOAD_CHUNK_SIZE):
-                        digest.update(chunk)
-                        destination.write(chunk)
-                        on_bytes(len(chunk))
+                    raise_for_status(failed)
+                    raise UnexpectedResponseError(
+                        f"{url} answered {failed.status_code} instead of the file",
+                        code="unexpected_response",
+                        status=failed.status_code,
+                        url=str(failed.request.url),
+                    )
                 return digest.hexdigest()
             except httpx.TransportError as error:
                 if attempt < self.retries:

@@ -8,9 +8,10 @@ exit code. An answer without that body (a proxy's HTML page, say) is mapped by s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported by whoever has a response; not needed to map one
+    import httpx
 from ppatch.errors import (
     ConflictError,
     NetworkError,

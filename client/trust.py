@@ -13,13 +13,15 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 from ppatch import constants
 from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, UsageError, VerificationError
-from ppatch.registry_client import RegistryClient
+
+if TYPE_CHECKING:
+    from ppatch.registry_client import RegistryClient
 
 __all__ = [
     "KeyChangedError",

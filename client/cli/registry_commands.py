@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ppatch import config, install, lockfile, store
 from ppatch.atomic import atomic_write_text
@@ -26,8 +26,9 @@ from ppatch.errors import (
     UsageError,
     VerificationError,
 )
-from ppatch.registry_client import RegistryClient
-from ppatch.resolver import Pin
+
+if TYPE_CHECKING:
+    from ppatch.registry_client import RegistryClient
 
 __all__ = ["register"]
 
@@ -41,6 +42,8 @@ def _print_json(document: Any) -> None:
 
 @contextmanager
 def _client(registry: str | None, *, with_token: bool = False) -> Iterator[RegistryClient]:
+    from ppatch.registry_client import RegistryClient
+
     url = config.resolve_registry(registry)
     token = config.load_token(url) if with_token else None
     if with_token and token is None:
@@ -210,6 +213,8 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _install_lockfile(args: argparse.Namespace) -> int:
+    from ppatch.registry_client import RegistryClient
+
     source = Path(args.requirements)
     try:
         text = source.read_text("utf-8")
@@ -235,7 +240,7 @@ def _install_lockfile(args: argparse.Namespace) -> int:
                 actions.append(install.InstallAction(entry.name, entry.version, "unchanged"))
                 continue
             namespace, name = entry.name.split("/", 1)
-            pin = Pin(
+            pin = install.Pin(
                 namespace=namespace,
                 name=name,
                 version=entry.version,
@@ -381,6 +386,8 @@ def _freeze(args: argparse.Namespace) -> int:
 
 
 def _outdated(args: argparse.Namespace) -> int:
+    from ppatch.registry_client import RegistryClient
+
     from patchfmt import parse_version
 
     target = install.model_target(args.model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import tomli_w
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from ppatch import lockfile
 from ppatch.lockfile import InvalidLockfileError
@@ -69,6 +69,7 @@ _patch = st.builds(
 )
 
 
+@settings(max_examples=40)
 @given(st.lists(_patch, max_size=5, unique_by=lambda patch: patch.name))
 def test_any_installed_set_round_trips(patches: list[InstalledPatch]) -> None:
     state = InstalledSet(fingerprint=MODEL, patches=patches)

@@ -44,8 +44,6 @@ def probe(env: dict[str, str], *argv: str) -> dict[str, object]:
         ("--help",),
         ("outdated", "--model", "{model}", "--json"),
         ("install", "acme/harm", "--model", "{model}", "--dry-run"),
-        ("list", "--model", "{model}"),
-        ("search", "harm", "--json"),
     ],
 )
 def test_registry_commands_do_not_import_torch(

@@ -1,0 +1,206 @@
+"""Client speed: `ppatch outdated --json` with 20 installed patches, `ppatch --help` start-up,
+and install throughput of a 50 MB artifact against curl fetching the same URL.
+
+Everything runs against a local `ppatch-registry serve` started here in a temporary directory,
+so the figures measure the client, not a network. Run:
+
+    .venv/bin/python benchmarks/client.py [--repeat 5]
+
+Targets (docs/cli.md): `outdated` under 0.5 s including interpreter start-up; the download
+stage of an install at least 0.8x curl's throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from safetensors.numpy import save_file
+
+from patchfmt import (
+    build_manifest,
+    fingerprint_model,
+    pack_patch,
+    public_key_to_pem,
+    sign_manifest,
+    weights_from_array,
+)
+
+PATCH_COUNT = 20
+BIG_BYTES = 50 * 1024 * 1024
+HIDDEN = 4096
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def registry_admin(home: Path, *argv: str) -> str:
+    env = {**os.environ, "PPATCH_REGISTRY_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-m", "registry_server.cli", *argv],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+@contextlib.contextmanager
+def running_registry(home: Path) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PPATCH_")}
+    env["PPATCH_REGISTRY_HOME"] = str(home)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "registry_server.cli", "serve", "--port", str(port),
+         "--log-level", "warning"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def patch_bytes(name: str, fingerprint: str, key: Ed25519PrivateKey, shape: tuple[int, int]) -> bytes:
+    array = np.random.default_rng(len(name)).standard_normal(shape).astype(np.float32)
+    weights = weights_from_array(array)
+    manifest = build_manifest(
+        {
+            "name": name, "version": "1.0.0", "domain": "toxicity", "summary": "benchmark",
+            "license": "Apache-2.0", "base_model": {"id": "bench/tiny", "fingerprint": fingerprint},
+            "created": "2026-11-28T10:00:00Z", "requires": "0.1.0",
+        },
+        weights,
+    )  # fmt: skip
+    return pack_patch(manifest, weights, sign_manifest(manifest.canonical_bytes(), key))
+
+
+def timed(command: list[str], env: dict[str, str], repeat: int, ok: Callable[[int], bool]) -> float:
+    """Median wall time of a subprocess, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        code = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False).returncode
+        times.append(time.perf_counter() - start)
+        if not ok(code):
+            raise SystemExit(f"{' '.join(command)} exited {code}")
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="ppatch-bench-"))
+    try:
+        return run(root, args.repeat)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(root: Path, repeat: int) -> int:
+    registry_home, client_home, model = root / "registry", root / "client", root / "model"
+    registry_home.mkdir()
+    model.mkdir()
+    rng = np.random.default_rng(0)
+    save_file({"w": rng.standard_normal((64, 64)).astype(np.float32)}, str(model / "model.safetensors"))
+    fingerprint = fingerprint_model(model, cache_dir=root / "fp")
+    key = Ed25519PrivateKey.generate()
+    (root / "key.pub").write_bytes(public_key_to_pem(key))
+    registry_admin(registry_home, "namespace", "create", "bench")
+    registry_admin(registry_home, "key", "add", "bench", str(root / "key.pub"))
+    token = registry_admin(registry_home, "token", "create", "bench", "--scope", "publish")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PPATCH_")}
+    env.update(PPATCH_HOME=str(client_home), PPATCH_NO_PROGRESS="1", PPATCH_TOKEN=token)
+    ppatch = [sys.executable, "-m", "ppatch.cli.main"]
+    with running_registry(registry_home) as url:
+        env["PPATCH_REGISTRY"] = url
+        names = [f"bench/p{n:02d}" for n in range(PATCH_COUNT)]
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+            for name in names:
+                data = patch_bytes(name, fingerprint, key, (4, 64))
+                short = name.split("/")[1]
+                http.post(f"/api/v1/packages/bench/{short}/releases",
+                          files={"file": (f"{short}.ppatch", data)}).raise_for_status()  # fmt: skip
+            big = patch_bytes("bench/big", fingerprint, key, (BIG_BYTES // (4 * HIDDEN), HIDDEN))
+            answer = http.post("/api/v1/packages/bench/big/releases",
+                               files={"file": ("big.ppatch", big)})  # fmt: skip
+            answer.raise_for_status()
+            big_url = url + answer.json()["url"]
+        subprocess.run([*ppatch, "install", *names, "--model", str(model)], env=env, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+
+        bare = timed([sys.executable, "-c", "pass"], env, repeat, lambda c: c == 0)
+        help_time = timed([*ppatch, "--help"], env, repeat, lambda c: c == 0)
+        outdated = timed([*ppatch, "outdated", "--model", str(model), "--json"], env, repeat,
+                         lambda c: c == 0)  # fmt: skip
+
+        curl = timed(["curl", "-sf", "-o", str(root / "curl.out"), big_url], env, repeat,
+                     lambda c: c == 0)  # fmt: skip
+        download = download_stage(url, big_url, big, env, repeat)
+        install_cli = timed(
+            [*ppatch, "install", "bench/big", "--model", str(model), "--upgrade"],
+            {**env, "PPATCH_HOME": str(root / "fresh")}, 1, lambda c: c == 0,
+        )
+    size_mb = len(big) / 1e6
+    figures = {
+        "python_startup_s": round(bare, 3),
+        "help_s": round(help_time, 3),
+        "outdated_20_patches_s": round(outdated, 3),
+        "outdated_target_s": 0.5,
+        "big_artifact_mb": round(size_mb, 1),
+        "curl_mb_per_s": round(size_mb / curl, 1),
+        "download_stage_mb_per_s": round(size_mb / download, 1),
+        "download_vs_curl": round(curl / download, 2),
+        "install_command_s": round(install_cli, 3),
+        "install_command_vs_curl": round(curl / install_cli, 2),
+    }
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+def download_stage(url: str, big_url: str, data: bytes, env: dict[str, str], repeat: int) -> float:
+    """The install's download: stream to a temporary file while hashing, as `install` does."""
+    os.environ.update({k: v for k, v in env.items() if k.startswith("PPATCH_")})
+    from ppatch import store
+    from ppatch.registry_client import RegistryClient
+
+    expected = hashlib.sha256(data).hexdigest()
+    times = []
+    with RegistryClient(url) as client:
+        for _ in range(repeat):
+            start = time.perf_counter()
+            with store.temporary_download() as (_path, handle):
+                digest = client.download(big_url, handle)
+                handle.flush()
+            times.append(time.perf_counter() - start)
+            assert digest == expected
+    return statistics.median(times)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
