@@ -239,6 +239,7 @@ class PatchedModel:
             kwargs["inputs_embeds"] = torch.cat(
                 [virtual_embeddings.expand(batch_size, -1, -1), inputs_embeds], dim=1
             )
+        self._use_the_prefix_cache(kwargs)
         rows = batch_size * self._rows_per_input(kwargs)
         cache = prefix.cache_for_batch(rows, self.model.config)
         return cast(Any, self.model).generate(input_ids=input_ids, cache=cache, **kwargs)
@@ -287,6 +288,21 @@ class PatchedModel:
             return input_ids.new_ones(input_ids.shape)
         mask: torch.Tensor = (input_ids != pad).long()
         return mask
+
+    def _use_the_prefix_cache(self, kwargs: dict[str, Any]) -> None:
+        """Make sure `generate` takes the prefix cache rather than building its own kind."""
+        config = kwargs.get("generation_config")
+        asked = kwargs.get("cache_implementation") or getattr(config, "cache_implementation", None)
+        if asked not in (None, "dynamic", "hybrid"):
+            raise UsageError(
+                f"cache_implementation={asked!r} cannot be combined with patches: the patches' "
+                "virtual tokens are served from a dynamic cache"
+            )
+        if config is None and self.model.generation_config.cache_implementation is not None:
+            # The model's default (e.g. "static") would clash with the cache given to generate.
+            kwargs["cache_implementation"] = None
+        elif kwargs.get("cache_implementation") is not None:
+            kwargs["cache_implementation"] = None
 
     def _rows_per_input(self, kwargs: dict[str, Any]) -> int:
         """How many rows `generate` makes of each input (beams, returned sequences)."""

@@ -261,3 +261,20 @@ def test_generate_takes_the_prompt_as_inputs_too(patched, tiny_tokenizer) -> Non
         patched.generate(inputs=input_ids, **settings),
         patched.generate(input_ids=input_ids, **settings),
     )
+
+
+def test_a_model_that_defaults_to_a_static_cache_still_generates(
+    patched, tiny_model, tiny_tokenizer, prompt_embeddings, monkeypatch
+) -> None:
+    input_ids, mask = encode(tiny_tokenizer, PROMPTS[:1], "left")
+    settings = {"max_new_tokens": 4, "do_sample": False, "pad_token_id": 0}
+    expected = reference_generate(tiny_model, prompt_embeddings, input_ids, mask, **settings)
+    monkeypatch.setattr(tiny_model.generation_config, "cache_implementation", "static")
+    ours = patched.generate(input_ids=input_ids, attention_mask=mask, **settings)
+    assert torch.equal(ours[:, input_ids.shape[1] :], expected)
+
+
+def test_asking_for_a_static_cache_is_refused(patched, tiny_tokenizer) -> None:
+    input_ids, _ = encode(tiny_tokenizer, PROMPTS[:1], "left")
+    with pytest.raises(UsageError, match="cache_implementation='static' cannot be combined"):
+        patched.generate(input_ids=input_ids, cache_implementation="static")
