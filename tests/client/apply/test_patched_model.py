@@ -278,3 +278,37 @@ def test_asking_for_a_static_cache_is_refused(patched, tiny_tokenizer) -> None:
     input_ids, _ = encode(tiny_tokenizer, PROMPTS[:1], "left")
     with pytest.raises(UsageError, match="cache_implementation='static' cannot be combined"):
         patched.generate(input_ids=input_ids, cache_implementation="static")
+
+
+def test_sliding_window_layers_equal_the_concatenation(prompt_embeddings) -> None:
+    """Mistral-style layers keep their own window bookkeeping; the prefix fills them by update."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=8,  # shorter than virtual tokens + prompt: the window really slides
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    model = MistralForCausalLM(config).eval()
+    patched = PatchedModel(model, [AppliedPatch.from_array(prompt_embeddings)])
+    input_ids = torch.randint(3, 64, (2, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(input_ids)
+    input_ids[0, :3], mask[0, :3] = 0, 0
+    settings = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+
+    with torch.no_grad():
+        logits = patched(input_ids=input_ids, attention_mask=mask).logits
+        tokens = patched.generate(input_ids=input_ids, attention_mask=mask, **settings)
+    expected = reference_logits(model, prompt_embeddings, input_ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], expected[real], atol=TOLERANCE, rtol=0)
+    expected_tokens = reference_generate(model, prompt_embeddings, input_ids, mask, **settings)
+    assert torch.equal(tokens[:, input_ids.shape[1] :], expected_tokens)
