@@ -294,3 +294,98 @@ def test_two_concurrent_installs_on_one_model_both_land(
         ("acme/harm", "1.0.0"),
     ]
     assert len(store.installed_patch_paths(models.fingerprint_a)) == 2
+
+
+def test_a_lockfile_refuses_another_model_and_bad_lockfiles_are_usage_errors(
+    ppatch: Any, models: Models, tmp_path: Path
+) -> None:
+    assert ppatch("install", "acme/harm", "--model", models.a).code == 0
+    lock = tmp_path / "a.lock"
+    assert ppatch("freeze", "--model", models.a, "-o", lock).code == 0
+    before = stored_files()
+    wrong = ppatch("install", "-r", lock, "--model", models.b)
+    assert wrong.code == 3
+    assert f"frozen for model {models.fingerprint_a}" in wrong.err
+    assert models.fingerprint_b in wrong.err
+    broken = tmp_path / "broken.lock"
+    broken.write_text('format = "ppatch-lock/1"\nmodel_fingerprint = 7\n')
+    bad = ppatch("install", "-r", broken, "--model", models.a)
+    assert bad.code == 2
+    assert "model_fingerprint 7 is not 'sha256:<hex>'" in bad.err
+    assert stored_files() == before
+
+
+def test_lockfile_dry_run_and_download_of_a_missing_blob(
+    ppatch: Any, models: Models, tmp_path: Path
+) -> None:
+    assert ppatch("install", "acme/fluency", "--model", models.a).code == 0
+    lock = tmp_path / "a.lock"
+    assert ppatch("freeze", "--model", models.a, "-o", lock).code == 0
+    # A fresh machine: nothing installed, nothing cached.
+    for path in stored_files():
+        (constants.data_dir() / path).unlink()
+    plan = ppatch("install", "-r", lock, "--model", models.a, "--dry-run", "--json")
+    assert plan.code == 0, plan.err
+    assert [p["action"] for p in json.loads(plan.out)["packages"]] == ["install"]
+    assert stored_files() == []
+    done = ppatch("install", "-r", lock, "--model", models.a)
+    assert done.code == 0, done.err
+    assert installed(ppatch, models.a) == [("acme/fluency", "1.0.0")]
+
+
+def test_offline_mode_refuses_the_network(
+    ppatch: Any, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PPATCH_OFFLINE", "1")
+    result = ppatch("install", "acme/harm", "--model", models.a)
+    assert result.code == 6
+    assert "PPATCH_OFFLINE is set" in result.err
+    assert stored_files() == []
+
+
+def test_upgrade_of_something_not_installed_and_nothing_to_check(
+    ppatch: Any, models: Models
+) -> None:
+    missing = ppatch("upgrade", "harm", "--model", models.a)
+    assert missing.code == 4
+    assert "not installed on this model: harm" in missing.err
+    empty = ppatch("outdated", "--model", models.a, "--json")
+    assert empty.code == 0
+    assert json.loads(empty.out)["packages"] == []
+
+
+def test_upgrade_dry_run_changes_nothing(ppatch: Any, models: Models) -> None:
+    assert ppatch("install", "acme/toxicity@1.2.0", "--model", models.b).code == 0
+    plan = ppatch("upgrade", "--model", models.b, "--dry-run", "--json")
+    assert plan.code == 0, plan.err
+    [package] = json.loads(plan.out)["packages"]
+    assert (package["action"], package["version"], package["previous_version"]) == (
+        "upgrade",
+        "1.3.0",
+        "1.2.0",
+    )
+    assert installed(ppatch, models.b) == [("acme/toxicity", "1.2.0")]
+
+
+def test_trust_repins_from_the_registry(ppatch: Any, registry: Registry) -> None:
+    from patchfmt import key_id
+
+    result = ppatch("trust", "beta")
+    assert result.code == 0, result.err
+    assert key_id(registry.keys["beta"]) in result.out
+    from ppatch import trust
+
+    assert list(trust.pinned_keys(registry.url, "beta") or {}) == [key_id(registry.keys["beta"])]
+
+
+def test_login_reads_the_token_from_stdin(
+    ppatch: Any, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("tok-from-stdin\n"))
+    assert ppatch("login", "--registry", registry.url).code == 0
+    from ppatch import config
+
+    monkeypatch.delenv("PPATCH_TOKEN", raising=False)
+    assert config.load_token(registry.url) == "tok-from-stdin"
