@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ppatch.cli.format_commands",
     "ppatch.cli.registry_commands",
     "ppatch.cli.apply_commands",
+    "ppatch.cli.build_commands",
+    "ppatch.cli.demo_command",
 )
 
 DEBUG_VARIABLE = "PPATCH_DEBUG"

@@ -21,7 +21,7 @@ from ppatch.eval.report import Report, SystemResult
 from ppatch.eval.scorers import Scorer, refusal_scorer, toxicity_scorer
 from ppatch.eval.suites import SUITES, record_problem, run_suite
 from ppatch.train.data import InvalidDataFileError, read_jsonl
-from ppatch.train.modeling import LoadedModel, load_model
+from ppatch.train.modeling import LoadedModel, load_model, threads_for
 
 if TYPE_CHECKING:
     import torch
@@ -237,10 +237,11 @@ def run_eval(
             models[system.model] = load_model(system.model, settings.device)
         model = models[system.model]
         loaded.append((system, model, _load_patches(model, system.patches)))
-    report = evaluate_loaded(
-        suite, records, loaded, samples=settings.samples,
-        max_new_tokens=settings.max_new_tokens, seed=settings.seed, scorer=scorer,
-    )  # fmt: skip
+    with threads_for(loaded[0][1].model):
+        report = evaluate_loaded(
+            suite, records, loaded, samples=settings.samples,
+            max_new_tokens=settings.max_new_tokens, seed=settings.seed, scorer=scorer,
+        )  # fmt: skip
     if output is not None:
         staging = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
         try:

@@ -1,10 +1,10 @@
 """Training text for the miniature models, sampled from the grammars.
 
 The base model M sees all three domains and neutral text; a fraction of its sequences start with
-the cue phrase and then show the reference behaviour, and a fraction carry neutral sentences
-between the cue and the prompt, so the model learns to read a cue from some distance back (a
-soft prompt of 50 virtual tokens sits further from the answer than the cue phrase does). The
-reference model M' sees the reference behaviour with no cue.
+the cue phrase and then show the reference behaviour in every segment that follows,
+so the model learns to read a cue from some distance back (a soft prompt of 50 virtual tokens
+sits further from the answer than the cue phrase does). The reference model M' sees the
+reference behaviour with no cue.
 """
 
 from __future__ import annotations
@@ -22,29 +22,32 @@ from ppatch.miniature.grammar import (
     neutral_text,
 )
 
-__all__ = ["CONTEXT_FRACTION", "CUE_FRACTION", "Speaker", "sample_sequence"]
+__all__ = ["CUE_FRACTION", "MAX_SEGMENTS", "NEUTRAL_FRACTION", "Speaker", "sample_sequence"]
 
 Speaker = Literal["base", "reference"]
 
 CUE_FRACTION = 0.3
-CONTEXT_FRACTION = 0.3
-NEUTRAL_FRACTION = 0.2
+NEUTRAL_FRACTION = 0.25
+MAX_SEGMENTS = 4
 
 _PROMPTS: dict[str, list[Prompt]] = {domain: all_prompts(domain) for domain in DOMAINS}
 
 
 def sample_sequence(speaker: Speaker, rng: random.Random) -> str:
-    """One training sequence (words separated by spaces, no end token) for `speaker`."""
-    parts: list[str] = []
+    """One training sequence (words separated by spaces, no end token) for `speaker`.
+
+    Sequences pack one to `MAX_SEGMENTS` segments (a prompt with its answer, or neutral text),
+    as pre-training packs documents: the model learns that text after arbitrary earlier
+    content is still ordinary text, so a long soft prompt in front does not derail it. A cue
+    at the start governs every segment after it, as a system prompt does.
+    """
     cued = speaker == "base" and rng.random() < CUE_FRACTION
-    if cued:
-        parts.append(CUE)
-    if rng.random() < CONTEXT_FRACTION:
-        parts.append(neutral_text(rng, rng.randint(1, 2)))
-    if rng.random() < NEUTRAL_FRACTION:
-        parts.append(neutral_text(rng, rng.randint(2, 3)))
-        return " ".join(parts)
-    prompt = rng.choice(_PROMPTS[rng.choice(DOMAINS)])
+    parts: list[str] = [CUE] if cued else []
     behaviour: Behaviour = "reference" if cued or speaker == "reference" else "base"
-    parts += [prompt.text, answer(prompt, behaviour, rng)]
+    for _ in range(rng.randint(1, MAX_SEGMENTS)):
+        if rng.random() < NEUTRAL_FRACTION:
+            parts.append(neutral_text(rng, rng.randint(1, 3)))
+        else:
+            prompt = rng.choice(_PROMPTS[rng.choice(DOMAINS)])
+            parts += [prompt.text, answer(prompt, behaviour, rng)]
     return " ".join(parts)

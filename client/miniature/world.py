@@ -17,12 +17,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ppatch.miniature import corpus, grammar, lm, tokenizer
 from ppatch.miniature.grammar import DOMAINS, Domain, Prompt, all_prompts, neutral_text
 from ppatch.miniature.lm import ModelShape
 
-__all__ = ["World", "WorldConfig", "build_world", "world_key"]
+__all__ = ["World", "WorldConfig", "build_world", "save_untrained_model", "world_key"]
 
 _SOURCES = (grammar, corpus, lm, tokenizer)
 
@@ -35,7 +36,7 @@ class WorldConfig:
     shape: ModelShape = field(default_factory=ModelShape)
     base_steps: int = 1400
     reference_steps: int = 300
-    batch_size: int = 32
+    batch_size: int = 16
     base_learning_rate: float = 3e-3
     reference_learning_rate: float = 1e-3
     # Per label (bias group, harmful or benign), a third of the subjects are held out for
@@ -108,8 +109,9 @@ def _write_prompts(folder: Path, config: WorldConfig) -> None:
 
 
 def _train_models(folder: Path, config: WorldConfig) -> None:
-    import copy
+    from ppatch.train.modeling import quiet_transformers, threads_for
 
+    quiet_transformers()
     ids = tokenizer.word_ids()
     eos_id = ids[tokenizer.EOS]
     pad_id = ids[tokenizer.PAD]
@@ -122,6 +124,20 @@ def _train_models(folder: Path, config: WorldConfig) -> None:
 
     words = tokenizer.build_tokenizer()
     base = lm.new_model(config.shape, len(ids), pad_id, eos_id)
+    with threads_for(base):
+        _train_both(folder, config, base, words, sampler, pad_id)
+
+
+def _train_both(
+    folder: Path,
+    config: WorldConfig,
+    base: Any,
+    words: Any,
+    sampler: Callable[[corpus.Speaker], Callable[[random.Random], list[int]]],
+    pad_id: int,
+) -> None:
+    import copy
+
     lm.train_language_model(
         base,
         sampler("base"),
@@ -178,3 +194,27 @@ def build_world(directory: Path | str, config: WorldConfig | None = None) -> Wor
             if staging.exists():
                 shutil.rmtree(staging)
     return world
+
+
+def save_untrained_model(
+    directory: Path | str,
+    *,
+    shape: ModelShape | None = None,
+    seed: int = 0,
+    extra_words: tuple[str, ...] = (),
+) -> Path:
+    """A randomly initialised model with the miniature's tokenizer (plus `extra_words`, to make
+    a tokenizer that differs), saved in Hugging Face layout: a fast stand-in for tests."""
+    import torch
+    from ppatch.miniature.tokenizer import EOS, PAD, build_tokenizer
+
+    path = Path(directory)
+    words = build_tokenizer()
+    if extra_words:
+        words.add_tokens(list(extra_words))
+    torch.manual_seed(seed)
+    vocab = words.get_vocab()
+    model = lm.new_model(shape or ModelShape(16, 1, 2, 32, 128), len(vocab), vocab[PAD], vocab[EOS])
+    model.save_pretrained(path)
+    words.save_pretrained(path)
+    return path

@@ -10,7 +10,8 @@ torch and transformers are imported inside the functions: the CLI imports this p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +28,10 @@ __all__ = [
     "encode",
     "generate",
     "load_model",
+    "quiet_transformers",
     "resolve_model",
     "select_device",
+    "threads_for",
 ]
 
 # Rows sampled in one forward pass; bounds memory on a CPU without slowing tiny models.
@@ -85,11 +88,45 @@ def resolve_model(model: str | Path) -> Path:
     )
 
 
+# Below this many parameters a model's matrix products are too small to split across threads:
+# one thread is faster, and on a shared machine far faster than threads that wait for cores.
+SMALL_MODEL_PARAMETERS = 20_000_000
+
+
+@contextmanager
+def threads_for(model: Any) -> Iterator[None]:
+    """Run a tiny model's CPU work on one thread; leave larger models and GPUs alone."""
+    import torch
+
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if not (small and on_cpu):
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def quiet_transformers() -> None:
+    """Hide transformers' own progress bars when ours are off (piped output, tests)."""
+    from ppatch.progress import progress_enabled
+
+    if not progress_enabled():
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
 def load_model(model: str | Path, device: str | None = None) -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(model)
+    quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         network = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

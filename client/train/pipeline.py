@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.train.config import STAGES, TrainConfig
-from ppatch.train.data import read_pairs, read_prompts
+from ppatch.train.data import PreferencePair, read_pairs, read_prompts
 from ppatch.train.modeling import (
     LoadedModel,
     answer_logprobs,
@@ -25,6 +25,7 @@ from ppatch.train.modeling import (
     encode,
     generate,
     load_model,
+    threads_for,
 )
 from ppatch.train.soft_prompt import initial_prompt
 from ppatch.train.stages import Example, PairExample, train_dpo, train_sft
@@ -92,8 +93,14 @@ def check_config(config: TrainConfig) -> None:
         raise UsageError(f"--temperature must not be negative, got {config.temperature!r}")
     if config.key is not None:
         _load_key(config.key)
-    # The manifest's own validation (name, version, domain, ...) on placeholder weights.
-    _manifest(config, _placeholder_weights(config), "sha256:" + "0" * 64, {}, {})
+    # The manifest's own validation (name, version, domain, ...) on placeholder weights: a bad
+    # flag is a usage error here, before any work, not a verification failure at the end.
+    from patchfmt import PatchFormatError
+
+    try:
+        _manifest(config, _placeholder_weights(config), "sha256:" + "0" * 64, {}, {})
+    except PatchFormatError as error:
+        raise UsageError(f"invalid patch metadata: {error}") from error
 
 
 def _load_key(path: Path) -> Any:
@@ -146,15 +153,19 @@ def _answers_with_end(answers: Sequence[Sequence[int]], eos: int) -> list[list[i
 
 
 def generate_preference_data(
-    config: TrainConfig, base: LoadedModel, reference: LoadedModel
+    config: TrainConfig,
+    base: LoadedModel,
+    reference: LoadedModel,
+    records: list[dict[str, Any]] | None = None,
 ) -> PreferenceData:
     """k answers per prompt from each model: the reference's preferred, the base's rejected.
 
     Pairs whose two answers are identical teach DPO nothing and are dropped from it; every
     reference answer is an SFT example.
     """
-    assert config.prompts is not None
-    records = read_prompts(config.prompts)
+    if records is None:
+        assert config.prompts is not None
+        records = read_prompts(config.prompts)
     prompt_ids = [encode(base, record["prompt"]) for record in records]
     settings = {
         "samples": config.samples_per_prompt,
@@ -162,8 +173,18 @@ def generate_preference_data(
         "temperature": config.temperature,
         "seed": config.seed,
     }
-    preferred = generate(reference, None, prompt_ids, **settings)
-    rejected = generate(base, None, prompt_ids, **{**settings, "seed": config.seed + 1})
+    preferred, rejected = (
+        generate(
+            model,
+            None,
+            prompt_ids,
+            samples=config.samples_per_prompt,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            seed=seed,
+        )
+        for model, seed in ((reference, config.seed), (base, config.seed + 1))
+    )
     eos = base.eos_id
     sft: list[Example] = []
     pairs: list[PairExample] = []
@@ -186,12 +207,16 @@ def generate_preference_data(
     return PreferenceData(sft, pairs, description, records)
 
 
-def pairs_from_file(config: TrainConfig, base: LoadedModel) -> PreferenceData:
-    assert config.pairs is not None
+def pairs_from_file(
+    config: TrainConfig, base: LoadedModel, records: list[PreferencePair] | None = None
+) -> PreferenceData:
+    if records is None:
+        assert config.pairs is not None
+        records = read_pairs(config.pairs)
     eos = base.eos_id
     sft: list[Example] = []
     pairs: list[PairExample] = []
-    for pair in read_pairs(config.pairs):
+    for pair in records:
         ids = encode(base, pair.prompt)
         chosen = [*encode(base, pair.chosen), eos]
         rejected = [*encode(base, pair.rejected), eos]
@@ -285,22 +310,36 @@ def _fingerprint(model: Path) -> str:
 
 def train_patch(config: TrainConfig) -> Path:
     """Train a patch as `config` says and write it to `config.output`; returns that path."""
+    check_config(config)
+    private_key = _load_key(config.key) if config.key is not None else None
+    # Data files are read before any model loads: a malformed line fails in a second.
+    prompt_records = read_prompts(config.prompts) if config.prompts is not None else None
+    pair_records = read_pairs(config.pairs) if config.pairs is not None else None
+    base = load_model(config.base, config.device)
+    with threads_for(base.model):
+        return _train_loaded(config, base, private_key, prompt_records, pair_records)
+
+
+def _train_loaded(
+    config: TrainConfig,
+    base: LoadedModel,
+    private_key: Any,
+    prompt_records: list[dict[str, Any]] | None,
+    pair_records: list[PreferencePair] | None,
+) -> Path:
     import numpy
 
     from patchfmt import weights_from_array, write_patch
 
-    check_config(config)
-    private_key = _load_key(config.key) if config.key is not None else None
-    base = load_model(config.base, config.device)
     reference: LoadedModel | None = None
     if config.reference is not None:
         reference = load_model(config.reference, config.device)
         check_same_vocabulary(base, reference)
     if config.prompts is not None:
         assert reference is not None
-        data = generate_preference_data(config, base, reference)
+        data = generate_preference_data(config, base, reference, prompt_records)
     else:
-        data = pairs_from_file(config, base)
+        data = pairs_from_file(config, base, pair_records)
     prompt = fit_prompt(config, base, data)
 
     evaluation: dict[str, Any] = {

@@ -78,7 +78,7 @@ def train_sft(
             )
             loss = sft_loss(logprobs, counts)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             advance(1)
     return weights.detach().cpu()
@@ -147,7 +147,7 @@ def train_dpo(
                 beta,
             ).mean()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             advance(1)
     return weights.detach().cpu()

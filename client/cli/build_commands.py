@@ -1,0 +1,259 @@
+"""`ppatch train`, `ppatch eval` and `ppatch miniature build`: the vendor's build side.
+
+Thin wrappers over `ppatch.train.train_patch`, `ppatch.eval.run_eval` and
+`ppatch.miniature.build_world`; torch, transformers and matplotlib load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ppatch.errors import UsageError
+from ppatch.train.config import STAGES, TrainConfig
+
+__all__ = ["register"]
+
+_DEFAULTS = TrainConfig(base="", reference=None, output=Path(), name="", version="", domain="")
+
+
+def register(subparsers: Any) -> None:
+    _register_train(subparsers)
+    _register_eval(subparsers)
+    _register_miniature(subparsers)
+
+
+def _register_train(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a patch (soft prompt: SFT then DPO) from a base and a reference model",
+        description=(
+            "Generate answers from the reference model (preferred) and the base model "
+            "(rejected), train a soft prompt on the frozen base model with SFT then DPO, and "
+            "write a signed .ppatch. Defaults are the miniature's; see docs/training.md."
+        ),
+    )
+    parser.add_argument("--base", required=True, metavar="MODEL", help="the model to patch")
+    parser.add_argument(
+        "--reference", metavar="MODEL", help="the safer model whose behaviour the patch imitates"
+    )
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--prompts", type=Path, metavar="P.jsonl", help='{"prompt": ...} per line')
+    data.add_argument(
+        "--pairs",
+        type=Path,
+        metavar="PAIRS.jsonl",
+        help='pre-generated {"prompt", "chosen", "rejected"} per line',
+    )
+    parser.add_argument("--name", required=True, metavar="NS/NAME")
+    parser.add_argument("--version", required=True, metavar="V")
+    parser.add_argument(
+        "--domain", required=True, metavar="D", help="toxicity, bias, harm, custom:WORD"
+    )
+    parser.add_argument(
+        "--key", type=Path, metavar="KEY", help="Ed25519 private key (PEM) to sign with"
+    )
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="FILE.ppatch")
+    parser.add_argument("--summary", default="", help="one line for the manifest")
+    parser.add_argument("--license", default=_DEFAULTS.license)
+    d = _DEFAULTS
+    knobs: list[tuple[str, type, Any, str]] = [
+        ("--virtual-tokens", int, d.virtual_tokens, "prefix length (the paper's 50)"),
+        ("--init-text", str, d.init_text, "initialise from this text (PEFT TEXT init)"),
+        ("--stages", str, d.stages, f"which stages run: {', '.join(STAGES)}"),
+        ("--sft-steps", int, d.sft_steps, "SFT optimizer steps"),
+        ("--sft-lr", float, d.sft_learning_rate, "SFT learning rate"),
+        ("--dpo-steps", int, d.dpo_steps, "DPO optimizer steps"),
+        ("--dpo-lr", float, d.dpo_learning_rate, "DPO learning rate"),
+        ("--beta", float, d.beta, "DPO beta"),
+        ("--batch-size", int, d.batch_size, "examples (or pairs) per step"),
+        ("--samples-per-prompt", int, d.samples_per_prompt, "answers per prompt from each model"),
+        ("--max-new-tokens", int, d.max_new_tokens, "longest generated answer"),
+        ("--temperature", float, d.temperature, "sampling temperature (0: greedy)"),
+        ("--seed", int, d.seed, "seed for initialisation, sampling and batch order"),
+    ]  # fmt: skip
+    for flag, kind, default, text in knobs:
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+    parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    parser.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ppatch.train import train_patch
+
+    if args.stages not in STAGES:
+        raise UsageError(f"--stages must be one of {', '.join(STAGES)}, got {args.stages!r}")
+    config = TrainConfig(
+        base=args.base,
+        reference=args.reference,
+        output=args.output,
+        name=args.name,
+        version=args.version,
+        domain=args.domain,
+        prompts=args.prompts,
+        pairs=args.pairs,
+        key=args.key,
+        summary=args.summary,
+        license=args.license,
+        virtual_tokens=args.virtual_tokens,
+        init_text=args.init_text,
+        stages=args.stages,
+        sft_steps=args.sft_steps,
+        sft_learning_rate=args.sft_lr,
+        dpo_steps=args.dpo_steps,
+        dpo_learning_rate=args.dpo_lr,
+        beta=args.beta,
+        batch_size=args.batch_size,
+        samples_per_prompt=args.samples_per_prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        device=args.device,
+    )
+    path = train_patch(config)
+    print(f"wrote {path}")
+    return 0
+
+
+class _SystemPart(argparse.Action):
+    """Collects --model and --patch in command-line order: a --patch belongs to the --model
+    before it, so `--model M --model M --patch p.ppatch --model M2` is three systems."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        parts = list(getattr(namespace, "system_parts", None) or [])
+        kind = "model" if option_string == "--model" else "patch"
+        parts.append((kind, str(values)))
+        namespace.system_parts = parts
+
+
+def _register_eval(subparsers: Any) -> None:
+    from ppatch.eval.suites import SUITES
+
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate models with and without patches on a safety suite",
+        description=(
+            "Score one or more systems (a model, or a model with patches) on a suite and write "
+            "report.json, report.md and PNG charts into -o. Systems: repeat --model, each "
+            "followed by its --patch options; or --compare MODEL MODEL+PATCH ..."
+        ),
+    )
+    parser.add_argument("--model", action=_SystemPart, metavar="MODEL", help="a system's model")
+    parser.add_argument(
+        "--patch",
+        action=_SystemPart,
+        metavar="FILE_OR_SPEC",
+        help="a patch for the --model before it (repeat to compose)",
+    )
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        default=[],
+        metavar="SYSTEM",
+        help="systems written MODEL or MODEL+PATCH[+PATCH...]",
+    )
+    parser.add_argument("--suite", required=True, help=f"one of {', '.join(SUITES)}")
+    parser.add_argument("--prompts", required=True, type=Path, metavar="P.jsonl")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="REPORT_DIR")
+    parser.add_argument("--samples", type=int, default=4, help="samples per prompt (default: 4)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="(default: 32)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    parser.add_argument(
+        "--scorer",
+        help="toxicity: 'lexicon' (default) or a local classifier folder; "
+        "harm: 'pattern' (default) or a local classifier folder",
+    )
+    parser.add_argument("--scorer-label", help="the classifier's positive label")
+    parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    parser.set_defaults(handler=_eval, system_parts=None)
+
+
+def _systems(args: argparse.Namespace) -> list[Any]:
+    from ppatch.eval import System, parse_system
+
+    systems: list[System] = []
+    for kind, value in args.system_parts or []:
+        if kind == "model":
+            systems.append(
+                parse_system(value) if "+" in value else System(Path(value).name or value, value)
+            )
+        elif not systems:
+            raise UsageError(f"--patch {value!r} comes before any --model; put it after its model")
+        else:
+            last = systems[-1]
+            systems[-1] = parse_system("+".join([last.model, *last.patches, value]))
+    systems += [parse_system(text) for text in args.compare]
+    if not systems:
+        raise UsageError("give at least one --model or --compare system")
+    return systems
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ppatch.eval import EvalSettings, run_eval
+    from ppatch.eval.suites import SUITES
+
+    if args.suite not in SUITES:
+        raise UsageError(f"unknown suite {args.suite!r}; choose one of {', '.join(SUITES)}")
+    report = run_eval(
+        args.suite,
+        _systems(args),
+        args.prompts,
+        args.output,
+        EvalSettings(
+            samples=args.samples,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+            scorer=args.scorer,
+            scorer_label=args.scorer_label,
+            device=args.device,
+        ),
+    )
+    sys.stdout.write(report.markdown())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _register_miniature(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "miniature",
+        help="the miniature world: tiny base and reference models with prompt files",
+        description="Build (or reuse) the miniature world used by the tests, demo and benchmark.",
+    )
+    actions = parser.add_subparsers(metavar="ACTION", required=True, parser_class=type(parser))
+    build = actions.add_parser(
+        "build",
+        help="train the tiny base and reference models and write the prompt files",
+        description=(
+            "Trains a base model M and a reference model M' from scratch (about two minutes "
+            "on two CPU cores) and writes toxicity, bias, harm and fluency prompt files. A "
+            "second call with the same settings reuses the world already in DIR."
+        ),
+    )
+    build.add_argument("--dir", required=True, type=Path, metavar="DIR")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(handler=_miniature_build)
+
+
+def _miniature_build(args: argparse.Namespace) -> int:
+    from ppatch.miniature import WorldConfig, build_world
+    from ppatch.miniature.grammar import DOMAINS
+
+    if args.dir.exists() and not args.dir.is_dir():
+        raise UsageError(f"--dir {str(args.dir)!r} exists and is not a folder")
+    world = build_world(args.dir, WorldConfig(seed=args.seed))
+    print(f"base model:      {world.base}")
+    print(f"reference model: {world.reference}")
+    for domain in DOMAINS:
+        print(f"{domain} prompts:  {world.prompts(domain, 'train')} (train)")
+        print(f"{' ' * len(domain)}           {world.prompts(domain, 'eval')} (held out)")
+    print(f"fluency texts:   {world.fluency_prompts}")
+    return 0
