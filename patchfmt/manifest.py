@@ -55,7 +55,8 @@ _FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CREATED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _FORMAT_LIKE = re.compile(r"ppatch/(\d+)")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and lone surrogates, which have no UTF-8 encoding.
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def is_fingerprint(text: object) -> bool:
@@ -82,7 +83,7 @@ def _one_line_text(value: str, limit: int) -> str:
     if len(value) > limit:
         raise ValueError(f"is {len(value)} characters; at most {limit}")
     if _CONTROL.search(value):
-        raise ValueError("must be one line without control characters")
+        raise ValueError("must be one line without control characters or lone surrogates")
     return value
 
 
@@ -276,13 +277,7 @@ class Manifest(BaseModel):
             )
         check_format_version(parsed)
         try:
-            encoded = canonical_json(parsed)
-        except (TypeError, ValueError) as error:
-            raise InvalidManifestError(
-                [f"holds a value that is not finite JSON ({error})"], source=source
-            ) from None
-        try:
-            return cls.model_validate_json(encoded, strict=True)
+            return cls.model_validate(parsed, strict=True)
         except ValidationError as error:
             raise InvalidManifestError(_describe(error), source=source) from None
 

@@ -82,7 +82,7 @@ class Signature(BaseModel):
             raise SignatureError(f"{source}: must be a JSON object, found {parsed!r:.60}")
         key = parsed.get("key_id")
         try:
-            return cls.model_validate_json(canonical_json(parsed), strict=True)
+            return cls.model_validate(parsed, strict=True)
         except ValidationError as error:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in item['loc']) or '(top level)'}: "

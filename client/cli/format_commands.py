@@ -12,6 +12,7 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,10 @@ def _manifest_fields(path: Path) -> dict[str, Any]:
         raise InvalidManifestError(
             [f"must be an object/table, found {type(parsed).__name__}"], source=str(path)
         )
+    created = parsed.get("created")
+    if isinstance(created, datetime) and created.utcoffset() == timedelta(0):
+        # An unquoted TOML date-time; the manifest stores it as RFC 3339 text in UTC.
+        parsed["created"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
     return parsed
 
 

@@ -371,3 +371,24 @@ def test_any_truncation_is_refused_with_a_typed_error(
     length = data.draw(st.integers(0, len(signed) - 1), label="length")
     with pytest.raises(PatchFormatError):
         read_patch(signed[:length])
+
+
+@pytest.mark.parametrize("mask", [0x01, 0x80, 0xFF])
+def test_every_single_byte_change_is_refused(fixed_signed_file: bytes, mask: int) -> None:
+    accepted = []
+    for position in range(len(fixed_signed_file)):
+        changed = bytearray(fixed_signed_file)
+        changed[position] ^= mask
+        try:
+            read_patch(bytes(changed))
+        except PatchFormatError:
+            continue
+        accepted.append(position)
+    assert accepted == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes_fail_only_with_typed_errors(data: bytes) -> None:
+    with pytest.raises(PatchFormatError):
+        read_patch(data)

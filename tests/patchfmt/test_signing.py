@@ -173,6 +173,8 @@ VALID = {"algorithm": "ed25519", "key_id": "ed25519:" + "a" * 16, "signature": "
         (json.dumps(VALID | {"signature": "b" * 64}).encode(), "128 lowercase hex"),
         (json.dumps(VALID | {"comment": "hi"}).encode(), "comment"),
         (json.dumps({"algorithm": "ed25519"}).encode(), "key_id"),
+        (json.dumps(VALID | {"key_id": "\ud800"}).encode(), "16 lowercase hex"),
+        (json.dumps(VALID | {"signature": 7}).encode(), "valid string"),
         (b" " * 5000, "at most 4096"),
     ],
 )

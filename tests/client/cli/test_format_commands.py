@@ -40,6 +40,10 @@ method = "sft+dpo"
 """
 
 
+# A TOML date-time without an offset: not a UTC time, so not accepted as `created`.
+LOCAL_TIME_TOML = TOML.replace('"2026-11-28T10:00:00Z"', "2026-11-28T10:00:00").encode()
+
+
 @pytest.fixture(autouse=True)
 def only_format_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     # These tests exercise this module alone, whatever state the other command groups are in.
@@ -164,6 +168,16 @@ def test_pack_is_deterministic_from_json_or_toml(
     assert read_patch(outputs[0]).signature is None
 
 
+def test_pack_accepts_an_unquoted_toml_date_time(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = TOML.replace('created = "2026-11-28T10:00:00Z"', "created = 2026-11-28T10:00:00Z")
+    manifest = _write(work / "dated.toml", toml.encode())
+    code, _, err = run(capsys, *_pack_args(work, **{"--manifest": manifest}))
+    assert code == 0, err
+    assert read_patch(work / "out.ppatch").manifest.created == "2026-11-28T10:00:00Z"
+
+
 def _pack_args(work: Path, **overrides: Any) -> list[Any]:
     options = {
         "--weights": work / "weights.safetensors",
@@ -199,6 +213,12 @@ PACK_FAILURES: list[tuple[str, Any, int, str]] = [
         lambda w: {"--manifest": _write(w / "bad.json", b"{")},
         3,
         "bad.json (1 problem): not valid JSON",
+    ),
+    (
+        "local-time-toml",
+        lambda w: {"--manifest": _write(w / "t.toml", LOCAL_TIME_TOML)},
+        3,
+        "created: Input should be a valid string",
     ),
     (
         "bad-toml",
