@@ -22,12 +22,14 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import filelock
 from ppatch import constants
 from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, PpatchError, UsageError
+
+if TYPE_CHECKING:
+    import filelock
 
 __all__ = [
     "CorruptStateError",
@@ -149,6 +151,9 @@ def store_blob(verified_file: Path, sha256: str) -> Path:
 
 
 def model_lock(fingerprint: str) -> filelock.BaseFileLock:
+    # Imported here: filelock costs tens of milliseconds and read-only commands never lock.
+    import filelock
+
     folder = constants.locks_dir()
     folder.mkdir(parents=True, exist_ok=True)
     return filelock.FileLock(
