@@ -71,9 +71,15 @@ def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
     """Replace the pinned keys of a namespace (atomic write of the whole file)."""
     if not keys:
         raise UsageError(f"namespace {namespace!r} on {registry} has no active key to pin")
-    data = _load_all()
-    data.setdefault("registries", {}).setdefault(registry, {})[namespace] = dict(keys)
-    atomic_write_text(constants.known_keys_file(), tomli_w.dumps(data))
+    import filelock
+
+    path = constants.known_keys_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Two installs pinning different namespaces at once must not lose one of the pins.
+    with filelock.FileLock(path.with_name(f"{path.name}.lock"), timeout=60):
+        data = _load_all()
+        data.setdefault("registries", {}).setdefault(registry, {})[namespace] = dict(keys)
+        atomic_write_text(path, tomli_w.dumps(data))
 
 
 def _checked_keys(body: Mapping[str, Any], namespace: str) -> PemByKeyId:
