@@ -15,8 +15,20 @@ from patchfmt.errors import (
     SignatureError,
     UnsupportedFormatError,
 )
-from patchfmt.fingerprint import check_fingerprint, fingerprint_model, resolve_model_path
-from patchfmt.manifest import BaseModelRef, FileDigest, Manifest, PatchSpec, build_manifest
+from patchfmt.fingerprint import (
+    check_fingerprint,
+    fingerprint_model,
+    model_weight_files,
+    resolve_model_path,
+)
+from patchfmt.manifest import (
+    BaseModelRef,
+    FileDigest,
+    Manifest,
+    PatchSpec,
+    build_manifest,
+    is_fingerprint,
+)
 from patchfmt.names import PackageSpec
 from patchfmt.signing import (
     Signature,
@@ -31,7 +43,14 @@ from patchfmt.signing import (
     verify_signature,
 )
 from patchfmt.versions import Version, VersionRange, parse_version, select_version
-from patchfmt.weights import TENSOR_NAME, array_from_weights, weights_from_array
+from patchfmt.weights import (
+    TENSOR_NAME,
+    WeightsInfo,
+    array_from_weights,
+    canonical_weights,
+    inspect_weights,
+    weights_from_array,
+)
 
 __all__ = [
     "TENSOR_NAME",
@@ -57,14 +76,19 @@ __all__ = [
     "UnsupportedFormatError",
     "Version",
     "VersionRange",
+    "WeightsInfo",
     "array_from_weights",
     "build_manifest",
+    "canonical_weights",
     "check_fingerprint",
     "fingerprint_model",
     "generate_private_key",
+    "inspect_weights",
+    "is_fingerprint",
     "key_id",
     "load_private_key",
     "load_public_key",
+    "model_weight_files",
     "pack_patch",
     "parse_version",
     "private_key_to_pem",
