@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.numpy import save as safetensors_save
 
 from patchfmt import (
     HashMismatchError,
@@ -213,6 +214,20 @@ def _wrong_shape(manifest: Manifest, weights: bytes) -> bytes:
     return with_manifest(manifest, weights, patch=declared)
 
 
+def _wrong_dtype(manifest: Manifest, weights: bytes) -> bytes:
+    return with_manifest(
+        manifest, weights, patch=manifest.patch.model_copy(update={"dtype": "bfloat16"})
+    )
+
+
+def _wrong_tensor_name(manifest: Manifest, weights: bytes) -> bytes:
+    renamed = safetensors_save({"embeddings": np.zeros((4, 8), dtype=np.float32)})
+    digest = manifest.files["weights.safetensors"].model_copy(
+        update={"sha256": hashlib.sha256(renamed).hexdigest(), "size": len(renamed)}
+    )
+    return with_manifest(manifest, renamed, files={"weights.safetensors": digest})
+
+
 def _non_finite(manifest: Manifest, weights: bytes) -> bytes:
     broken = weights[:-4] + np.array([np.inf], dtype="<f4").tobytes()
     digest = manifest.files["weights.safetensors"].model_copy(
@@ -285,6 +300,8 @@ CRAFTED: list[tuple[str, Crafter, type[Exception], str]] = [
         InvalidWeightsError,
         "is float32 [4, 8] but the manifest's patch declares float32 [2, 16]",
     ),
+    ("dtype", _wrong_dtype, InvalidWeightsError, "float32 [4, 8] but the manifest's patch"),
+    ("tensor-name", _wrong_tensor_name, InvalidWeightsError, "one tensor 'prompt_embeddings'"),
     ("non-finite", _non_finite, InvalidWeightsError, "NaN or infinite"),
     ("future", _future_format, UnsupportedFormatError, "'ppatch/2' is not supported"),
     ("signature", _bad_signature_json, SignatureError, "signature.json: malformed"),
