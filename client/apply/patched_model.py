@@ -190,20 +190,22 @@ class PatchedModel:
 
     def generate(
         self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
+        inputs: torch.Tensor | None = None,
+        generation_config: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Hugging Face `generate`, starting from the virtual tokens' cache.
 
-        Accepts what the model's `generate` accepts, except a cache of its own. Returns what it
-        returns: the caller's `input_ids` followed by the new tokens (only the new tokens when
-        the input is `inputs_embeds`). Pad left for batches of different lengths.
+        Same signature as the model's `generate` (`inputs` or `input_ids`, `attention_mask`,
+        `inputs_embeds`, `generation_config` and every generation option), except a cache of
+        its own. Returns what it returns: the caller's `input_ids` followed by the new tokens
+        (only the new tokens when the input is `inputs_embeds`). Pad left for batches of
+        different lengths.
         """
+        if generation_config is not None:
+            kwargs["generation_config"] = generation_config
         if not self.patches:
-            return cast(Any, self.model).generate(
-                input_ids=input_ids, attention_mask=attention_mask, **kwargs
-            )
+            return cast(Any, self.model).generate(inputs, **kwargs)
         _refuse_cache_arguments(kwargs, "generate")
         if kwargs.get("use_cache") is False:
             raise UsageError(
@@ -212,8 +214,12 @@ class PatchedModel:
             )
         import torch
 
-        if input_ids is None and kwargs.get("inputs") is not None:
-            input_ids = kwargs.pop("inputs")  # `generate`'s own name for the prompt
+        input_ids: torch.Tensor | None = kwargs.pop("input_ids", None)
+        if inputs is not None:
+            if input_ids is not None:
+                raise UsageError("give the prompt once, as inputs or as input_ids, not both")
+            input_ids = inputs
+        attention_mask: torch.Tensor | None = kwargs.pop("attention_mask", None)
         inputs_embeds: torch.Tensor | None = kwargs.pop("inputs_embeds", None)
         if input_ids is None and inputs_embeds is None:
             raise UsageError("generate needs input_ids or inputs_embeds (the prompt)")

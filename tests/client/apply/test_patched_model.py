@@ -211,10 +211,11 @@ def test_complete_decodes_only_the_new_text(patched, tiny_model, tiny_tokenizer)
         (lambda model, ids: model.generate(input_ids=ids, past_key_values=object()), "past_key"),
         (lambda model, ids: model.generate(input_ids=ids, use_cache=False), "use_cache=False"),
         (lambda model, ids: model.generate(), "input_ids or inputs_embeds"),
+        (lambda model, ids: model.generate(ids, input_ids=ids), "not both"),
         (lambda model, ids: model(input_ids=ids[0]), "batched"),
         (lambda model, ids: model(input_ids=ids, attention_mask=ids[0]), "2-D"),
     ],
-    ids=["cache", "past-key-values", "no-cache", "no-input", "unbatched", "mask-1d"],
+    ids=["cache", "past-key-values", "no-cache", "no-input", "twice", "unbatched", "mask-1d"],
 )
 def test_bad_calls_are_refused_with_a_clear_error(patched, tiny_tokenizer, call, message) -> None:
     input_ids, _ = encode(tiny_tokenizer, PROMPTS[:1], "left")
@@ -254,13 +255,14 @@ def test_position_ids_given_for_the_prompt_follow_the_virtual_tokens(
     torch.testing.assert_close(ours[real], expected[real], atol=TOLERANCE, rtol=0)
 
 
-def test_generate_takes_the_prompt_as_inputs_too(patched, tiny_tokenizer) -> None:
+def test_generate_takes_hugging_faces_positional_arguments(patched, tiny_tokenizer) -> None:
+    from transformers import GenerationConfig
+
     input_ids, _ = encode(tiny_tokenizer, PROMPTS[:1], "left")
     settings = {"max_new_tokens": 4, "do_sample": False, "pad_token_id": 0}
-    assert torch.equal(
-        patched.generate(inputs=input_ids, **settings),
-        patched.generate(input_ids=input_ids, **settings),
-    )
+    expected = patched.generate(input_ids=input_ids, **settings)
+    assert torch.equal(patched.generate(inputs=input_ids, **settings), expected)
+    assert torch.equal(patched.generate(input_ids, GenerationConfig(**settings)), expected)
 
 
 def test_a_model_that_defaults_to_a_static_cache_still_generates(
