@@ -1,0 +1,157 @@
+"""Every command shown in the guides runs, so the docs cannot drift from the code.
+
+Convention (docs/README.md): a fenced block whose info string is `sh` is a runnable example. The
+blocks of one guide run in order in one bash process with `set -euo pipefail`, in a workspace
+that holds what a reader is told they have: `./base-model` and `./reference-model` (the miniature
+world's models), `./prompts/` (its prompt files), and a registry at `$PPATCH_REGISTRY` whose data
+directory is `$PPATCH_REGISTRY_HOME`. The guides run in the order below and share the workspace
+and registry, as a vendor and then a practitioner would. A block that cannot run here (Docker,
+a cloud bucket) is preceded by `<!-- docs-test: skip (reason) -->`, and the reason is required.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+# Run order: the vendor publishes what the practitioner installs.
+RUNNABLE_GUIDES = (
+    "vendor-guide.md",
+    "practitioner-guide.md",
+    "registry.md",
+    "cli.md",
+    "format.md",
+    "apply.md",
+    "training.md",
+    "security.md",
+)
+FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+SKIP_MARK = re.compile(r"<!--\s*docs-test:\s*skip\s*(?P<reason>\([^)]*\))?\s*-->\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    guide: str
+    line: int
+    code: str
+    skip_reason: str | None
+
+
+def blocks_of(path: Path) -> list[Block]:
+    text = path.read_text(encoding="utf-8")
+    found = []
+    for match in FENCE.finditer(text):
+        if match.group("info").strip() != "sh":
+            continue
+        before = text[: match.start()].rstrip("\n").splitlines()
+        mark = SKIP_MARK.search(before[-1]) if before else None
+        reason = None
+        if mark is not None:
+            reason = (mark.group("reason") or "").strip("() ")
+            assert reason, f"{path.name}:{len(before) + 1}: a skipped block needs a reason"
+        found.append(Block(path.name, len(before) + 1, match.group("body"), reason))
+    return found
+
+
+def test_every_guide_with_commands_is_run() -> None:
+    with_commands = {p.name for p in DOCS.glob("*.md") if blocks_of(p)}
+    missing = with_commands - set(RUNNABLE_GUIDES)
+    assert not missing, f"guides with sh blocks that no test runs: {sorted(missing)}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class DocsWorkspace:
+    root: Path
+    environment: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def workspace(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DocsWorkspace]:
+    from ppatch.miniature import build_world
+
+    world = build_world(Path(request.config.cache.mkdir("ppatch-miniature")))
+    root = tmp_path_factory.mktemp("docs-workspace")
+    (root / "base-model").symlink_to(world.base, target_is_directory=True)
+    (root / "reference-model").symlink_to(world.reference, target_is_directory=True)
+    (root / "prompts").symlink_to(world.base.parent / "prompts", target_is_directory=True)
+    registry_home = root / ".registry"
+    port = _free_port()
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PPATCH_REGISTRY", "PPATCH_TOKEN"))
+    }
+    environment.update(
+        PPATCH_HOME=str(root / ".ppatch"),
+        PPATCH_REGISTRY=f"http://127.0.0.1:{port}",
+        PPATCH_REGISTRY_HOME=str(registry_home),
+        PPATCH_NO_PROGRESS="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}",
+    )
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "ppatch-registry", "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, "the registry exited during start-up"
+            assert time.monotonic() < deadline, "the registry did not start within 60 s"
+            time.sleep(0.2)
+        yield DocsWorkspace(root, environment)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guide", RUNNABLE_GUIDES)
+def test_guide_commands_run(guide: str, workspace: DocsWorkspace) -> None:
+    path = DOCS / guide
+    assert path.is_file(), f"docs/{guide} is missing"
+    runnable = [block for block in blocks_of(path) if block.skip_reason is None]
+    script = ["set -euo pipefail"]
+    for block in runnable:
+        script.append(f"echo '--- {guide}:{block.line}'")
+        script.append(block.code)
+    result = subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        cwd=workspace.root,
+        env=workspace.environment,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"a command in docs/{guide} failed (exit {result.returncode}); output up to the failing "
+        f"block:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
