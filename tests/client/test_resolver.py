@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ppatch.errors import NotFoundError, UsageError
 from ppatch.resolver import (
     AmbiguousPackageError,
@@ -13,6 +15,8 @@ from ppatch.resolver import (
     UnknownPackageError,
     resolve,
 )
+
+from patchfmt import VersionRange, parse_version
 
 MODEL_A = "sha256:" + "a" * 64
 MODEL_B = "sha256:" + "b" * 64
@@ -201,3 +205,45 @@ def test_namespaced_spec_ignores_other_namespaces() -> None:
 def test_unparsable_versions_in_an_index_are_ignored() -> None:
     broken = index("acme", "toxicity", release("1.0.0", MODEL_A), release("not-semver", MODEL_A))
     assert resolve("acme/toxicity", {"acme/toxicity": broken}, MODEL_A).pin.version == "1.0.0"
+
+
+_versions = st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3), st.booleans()).map(
+    lambda parts: f"{parts[0]}.{parts[1]}.{parts[2]}" + ("-rc.1" if parts[3] else "")
+)
+_releases = st.lists(
+    st.tuples(
+        _versions, st.booleans(), st.sampled_from([(MODEL_A,), (MODEL_B,), (MODEL_A, MODEL_B)])
+    ),
+    max_size=8,
+    unique_by=lambda item: item[0],
+)
+_ranges = st.sampled_from(["", "latest", "1", "1.2", "^1.1", "~2.0.1", ">=1.0.0 <3.0.0", "0.x"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(_releases, _ranges, st.booleans())
+def test_a_resolution_always_obeys_every_rule(
+    releases: list[tuple[str, bool, tuple[str, ...]]], range_text: str, pre: bool
+) -> None:
+    built = index(
+        "acme",
+        "toxicity",
+        *(release(v, *fps, yanked="bad" if yanked else None) for v, yanked, fps in releases),
+    )
+    spec = f"acme/toxicity@{range_text}" if range_text else "acme/toxicity"
+    version_range = VersionRange.parse(range_text)
+    eligible = [
+        parse_version(v)
+        for v, yanked, fps in releases
+        if MODEL_A in fps
+        and not yanked
+        and version_range.contains(parse_version(v), include_prerelease=pre)
+    ]
+    try:
+        pin = resolve(spec, {"acme/toxicity": built}, MODEL_A, allow_prerelease=pre).pin
+    except NotFoundError:
+        assert eligible == []
+        return
+    assert parse_version(pin.version) == max(eligible)
+    assert pin.fingerprint == MODEL_A
+    assert not pin.yanked
