@@ -22,7 +22,7 @@ target is ppatch <= 1.05x bare where the work is compute-bound (marked in the ta
     .venv/bin/python benchmarks/apply.py --quick                 # a minute on a laptop CPU
     .venv/bin/python benchmarks/apply.py                         # the full grid, ~10 min on 2 cores
     python benchmarks/apply.py --device cuda --dtype bfloat16 --hidden 2048 --layers 16 \
-        --heads 16 --kv-heads 8 --vocab 32000                    # a GPU box, well under 8 min
+        --heads 16 --kv-heads 8 --vocab 32000    # a GPU box (sized for < 8 min; not yet run on one)
 
 Prints a Markdown table and writes JSON to benchmarks/results/.
 """
@@ -70,10 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small grid, for a smoke run")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--kv-heads", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--kv-heads", type=int, default=2)
     parser.add_argument("--intermediate", type=int, default=0, help="default: 2.75 x hidden")
     parser.add_argument("--vocab", type=int, default=2048)
     parser.add_argument("--virtual-tokens", type=int, default=50)
@@ -97,6 +97,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="torch CPU threads (default: 1 on CPU, steadier on a shared machine; ratios are what "
         "count)",
+    )
+    parser.add_argument(
+        "--padded",
+        action="store_true",
+        help="left-padded batches of mixed lengths (half to all of each prompt length), as a "
+        "server sees them; by default every prompt has the full length and no padding",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="JSON path (default: benchmarks/results/)")
@@ -131,8 +137,9 @@ def build_model(args: argparse.Namespace) -> Any:
         eos_token_id=None,
         tie_word_embeddings=False,
     )
-    model = LlamaForCausalLM(config)
-    model = model.to(device=args.device, dtype=getattr(torch, args.dtype)).eval()
+    with torch.device(args.device):  # initialise where it runs: fast for big models on a GPU
+        model = LlamaForCausalLM(config)
+    model = model.to(dtype=getattr(torch, args.dtype)).eval()
     model.generation_config.eos_token_id = None
     return model
 
@@ -203,9 +210,17 @@ def run_cell(variants: dict[str, Any], batch: int, length: int, args: argparse.N
 
     generator = torch.Generator().manual_seed(args.seed + batch * 1000 + length)
     input_ids = torch.randint(2, args.vocab, (batch, length), generator=generator)
-    input_ids[:, 0] = 1  # BOS first, as a tokenizer would
-    input_ids = input_ids.to(args.device)
     mask = torch.ones_like(input_ids)
+    if args.padded and batch > 1:
+        # A served batch: lengths between half and all of `length`, left-padded; row 0 is full.
+        lengths = torch.randint((length + 1) // 2, length + 1, (batch,), generator=generator)
+        lengths[0] = length
+        for row, real in enumerate(lengths.tolist()):
+            mask[row, : length - real] = 0
+            input_ids[row, : length - real] = 0
+    starts = length - mask.sum(dim=1)
+    input_ids[torch.arange(batch), starts] = 1  # BOS first, as a tokenizer would
+    input_ids, mask = input_ids.to(args.device), mask.to(args.device)
     inputs = {"input_ids": input_ids, "attention_mask": mask}
     settings = {
         "max_new_tokens": args.new_tokens,
