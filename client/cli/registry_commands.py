@@ -133,12 +133,6 @@ def _report(actions: list[install.InstallAction], *, dry_run: bool, as_json: boo
         if action.action == "unchanged":
             print(f"{action.name} {action.version} already installed")
             continue
-        verb = {
-            "install": "install",
-            "upgrade": "upgrade",
-            "downgrade": "downgrade",
-            "reinstall": "reinstall",
-        }[action.action]
         done = {
             "install": "installed",
             "upgrade": "upgraded",
@@ -147,7 +141,7 @@ def _report(actions: list[install.InstallAction], *, dry_run: bool, as_json: boo
         }[action.action]
         before = f" (was {action.previous})" if action.previous else ""
         if dry_run:
-            print(f"would {verb} {action.name} {action.version}{before}")
+            print(f"would {action.action} {action.name} {action.version}{before}")
         else:
             print(f"{done} {action.name} {action.version}{before}")
 
