@@ -389,3 +389,20 @@ def test_login_reads_the_token_from_stdin(
 
     monkeypatch.delenv("PPATCH_TOKEN", raising=False)
     assert config.load_token(registry.url) == "tok-from-stdin"
+
+
+def test_upgrade_moves_off_a_yanked_version_even_to_an_older_one(
+    ppatch: Any, registry: Registry, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for version in ("1.0.0", "1.1.0"):
+        registry.publish(
+            build_patch("acme/rollback", version, models.fingerprint_a, registry.keys["acme"])
+        )
+    assert ppatch("install", "acme/rollback", "--model", models.a).code == 0
+    assert installed(ppatch, models.a) == [("acme/rollback", "1.1.0")]
+    monkeypatch.setenv("PPATCH_TOKEN", registry.tokens["acme"])
+    assert ppatch("yank", "acme/rollback@1.1.0", "--reason", "regression").code == 0
+    result = ppatch("upgrade", "--model", models.a)
+    assert result.code == 0, result.err
+    assert "downgraded acme/rollback 1.0.0 (was 1.1.0)" in result.out
+    assert outdated(ppatch, models.a)[0] == 0
