@@ -20,27 +20,7 @@ from ppatch import constants
 from ppatch.errors import ConflictError, NotFoundError
 from ppatch.progress import progress
 
-from patchfmt.atomic import atomic_write_bytes
-from patchfmt.canonical import loads_strict
-from patchfmt.container import ReadLimits, read_patch, write_patch
-from patchfmt.errors import InvalidManifestError
-from patchfmt.fingerprint import (
-    check_fingerprint,
-    fingerprint_model,
-    model_weight_files,
-    resolve_model_path,
-)
-from patchfmt.manifest import MAX_MANIFEST_BYTES, build_manifest
-from patchfmt.signing import (
-    generate_private_key,
-    key_id,
-    load_private_key,
-    load_public_key,
-    private_key_to_pem,
-    public_key_to_pem,
-    verify_patch,
-)
-from patchfmt.weights import canonical_weights
+import patchfmt
 
 __all__ = ["register"]
 
@@ -122,6 +102,9 @@ def _check_output_folder(path: Path) -> None:
 
 
 def _manifest_fields(path: Path) -> dict[str, Any]:
+    from patchfmt.canonical import loads_strict
+    from patchfmt.manifest import MAX_MANIFEST_BYTES
+
     data = _read_input(path, "manifest file", MAX_MANIFEST_BYTES)
     try:
         if path.suffix.lower() == ".toml":
@@ -130,9 +113,11 @@ def _manifest_fields(path: Path) -> dict[str, Any]:
             parsed = loads_strict(data)
     except ValueError as error:
         kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        raise InvalidManifestError([f"not valid {kind} ({error})"], source=str(path)) from None
+        raise patchfmt.InvalidManifestError(
+            [f"not valid {kind} ({error})"], source=str(path)
+        ) from None
     if not isinstance(parsed, dict):
-        raise InvalidManifestError(
+        raise patchfmt.InvalidManifestError(
             [f"must be an object/table, found {type(parsed).__name__}"], source=str(path)
         )
     created = parsed.get("created")
@@ -151,11 +136,11 @@ class _Fingerprinted:
 
 
 def _fingerprint_with_bar(model: str) -> _Fingerprinted:
-    path = resolve_model_path(model)
-    files = model_weight_files(path)
+    path = patchfmt.resolve_model_path(model)
+    files = patchfmt.model_weight_files(path)
     size = sum(file.stat().st_size for file in files)
     with progress("Fingerprinting", size, unit="bytes") as advance:
-        fingerprint = fingerprint_model(
+        fingerprint = patchfmt.fingerprint_model(
             path, cache_dir=constants.fingerprint_cache_dir(), progress=advance
         )
     return _Fingerprinted(path=path, files=files, size=size, fingerprint=fingerprint)
@@ -174,41 +159,45 @@ def run_keygen(args: argparse.Namespace) -> int:
             f"{' and '.join(repr(p) for p in existing)} already exist(s); pass --force to "
             "replace the key (anything signed with the old key stays signed by it)"
         )
-    key = generate_private_key()
-    atomic_write_bytes(private_path, private_key_to_pem(key), mode=0o600)
+    from patchfmt.atomic import atomic_write_bytes
+
+    key = patchfmt.generate_private_key()
+    atomic_write_bytes(private_path, patchfmt.private_key_to_pem(key), mode=0o600)
     try:
-        atomic_write_bytes(public_path, public_key_to_pem(key), mode=0o644)
+        atomic_write_bytes(public_path, patchfmt.public_key_to_pem(key), mode=0o644)
     except BaseException:
         private_path.unlink(missing_ok=True)
         raise
     print(f"wrote {private_path} (private, keep it secret) and {public_path}")
-    print(f"key id: {key_id(key)}")
+    print(f"key id: {patchfmt.key_id(key)}")
     return 0
 
 
 def run_pack(args: argparse.Namespace) -> int:
     _check_output_folder(args.output)
     fields = _manifest_fields(args.manifest)
-    raw_weights = _read_input(args.weights, "weights file", ReadLimits().max_weights_bytes)
-    weights = canonical_weights(raw_weights, source=str(args.weights))
+    raw_weights = _read_input(args.weights, "weights file", patchfmt.ReadLimits().max_weights_bytes)
+    weights = patchfmt.canonical_weights(raw_weights, source=str(args.weights))
     private_key = None
     if args.key is not None:
         pem = _read_input(args.key, "private key", MAX_KEY_BYTES)
-        private_key = load_private_key(pem, source=str(args.key))
+        private_key = patchfmt.load_private_key(pem, source=str(args.key))
     if args.model is not None:
         fingerprint = _fingerprint_with_bar(args.model).fingerprint
         base_model = fields.get("base_model", {})
         if isinstance(base_model, dict):
             fields["base_model"] = {"id": str(args.model), **base_model, "fingerprint": fingerprint}
-    manifest = build_manifest(fields, weights, source=str(args.manifest))
-    write_patch(args.output, manifest, weights, private_key)
-    signed = f", signed by {key_id(private_key)}" if private_key is not None else ", unsigned"
+    manifest = patchfmt.build_manifest(fields, weights, source=str(args.manifest))
+    patchfmt.write_patch(args.output, manifest, weights, private_key)
+    signed = (
+        f", signed by {patchfmt.key_id(private_key)}" if private_key is not None else ", unsigned"
+    )
     print(f"wrote {args.output}: {manifest.name} {manifest.version}{signed}")
     return 0
 
 
 def _describe_file(path: Path) -> dict[str, Any]:
-    patch = read_patch(path)
+    patch = patchfmt.read_patch(path)
     data = path.read_bytes()
     return {
         "file": str(path),
@@ -250,14 +239,14 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    patch = read_patch(args.file)
+    patch = patchfmt.read_patch(args.file)
     manifest = patch.manifest
     print(f"{args.file}: {manifest.name} {manifest.version}")
     print("  structure, sha256 of every file, tensor shape and values: ok")
     if args.public_key is not None:
         pem = _read_input(args.public_key, "public key", MAX_KEY_BYTES)
-        public_key = load_public_key(pem, source=str(args.public_key))
-        verified = verify_patch(patch, {key_id(public_key): public_key})
+        public_key = patchfmt.load_public_key(pem, source=str(args.public_key))
+        verified = patchfmt.verify_patch(patch, {patchfmt.key_id(public_key): public_key})
         print(f"  signature: ok, signed by {verified}")
     elif patch.signature is not None:
         print(
@@ -268,7 +257,7 @@ def run_verify(args: argparse.Namespace) -> int:
         print("  signature: none (unsigned)")
     if args.model is not None:
         fingerprint = _fingerprint_with_bar(args.model).fingerprint
-        check_fingerprint(manifest, fingerprint)
+        patchfmt.check_fingerprint(manifest, fingerprint)
         print(f"  base model: ok, fingerprint {fingerprint}")
     return 0
 
