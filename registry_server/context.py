@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry_server.config import Settings
 from registry_server.metrics import RegistryMetrics
 from registry_server.storage import BlobStorage
+
+if TYPE_CHECKING:  # index imports the upload pipeline, which imports this module
+    from registry_server.index import EtagLookup
 
 __all__ = ["IndexCache", "Registry"]
 
@@ -50,4 +54,5 @@ class Registry:
     sessions: sessionmaker[Session]
     storage: BlobStorage
     metrics: RegistryMetrics
+    etag_lookup: EtagLookup
     index_cache: IndexCache = field(default_factory=IndexCache)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select
 
@@ -11,6 +14,7 @@ from registry_server.config import Settings
 from registry_server.context import Registry
 from registry_server.db import create_registry_engine, session_factory
 from registry_server.errors import install_error_handlers
+from registry_server.index import EtagLookup
 from registry_server.metrics import MetricsMiddleware, RegistryMetrics
 from registry_server.models import Artifact
 from registry_server.storage import BlobStorage, open_storage
@@ -42,7 +46,15 @@ def create_app(
         return int(total), int(count)
 
     metrics = RegistryMetrics(stored)
+    etag_lookup = EtagLookup(engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        etag_lookup.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="ppatch registry",
         version=__version__,
         summary="Publish, index and serve signed safety patches for language models.",
@@ -50,7 +62,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.registry = Registry(
-        settings=settings, engine=engine, sessions=sessions, storage=storage, metrics=metrics
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        storage=storage,
+        metrics=metrics,
+        etag_lookup=etag_lookup,
     )
     install_error_handlers(app)
     for router in (

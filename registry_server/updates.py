@@ -1,21 +1,61 @@
 """Batch update checks: for each installed (name, version, fingerprint), the newest release
 that is not yanked, not a pre-release and has an artifact for that fingerprint, and whether the
-installed version is yanked. One query for the whole batch; the answer is a pure function."""
+installed version is yanked.
+
+The polling path of every deployment, so it is built for speed: one Core query (no ORM objects)
+for the whole batch, a second only when an entry has no exact fingerprint match and the vendors'
+lists of compatible fingerprints must be read; the answer itself is a pure function.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, tuple_
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from registry_server.index import artifact_json
 from registry_server.models import Artifact, Namespace, Package, Release
 from registry_server.schemas import InstalledPatch
+from registry_server.upload import blob_url
 from registry_server.versions import version_key
 
-__all__ = ["answer_update", "check_updates", "matching_artifact"]
+__all__ = ["ArtifactView", "ReleaseView", "answer_update", "check_updates"]
+
+
+@dataclass(frozen=True)
+class ArtifactView:
+    fingerprint: str
+    sha256: str
+    size: int
+    filename: str
+    key_id: str
+    compatible: tuple[str, ...] = ()
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "sha256": self.sha256,
+            "size": self.size,
+            "url": blob_url(self.sha256),
+            "filename": self.filename,
+            "key_id": self.key_id,
+        }
+
+
+@dataclass
+class ReleaseView:
+    version: str
+    yanked: bool
+    yanked_reason: str | None
+    prerelease: bool
+    artifacts: list[ArtifactView] = field(default_factory=list)
+
+    def artifact_for(self, fingerprint: str) -> ArtifactView | None:
+        """The artifact for `fingerprint`, or one whose vendor lists it as compatible."""
+        exact = next((a for a in self.artifacts if a.fingerprint == fingerprint), None)
+        return exact or next((a for a in self.artifacts if fingerprint in a.compatible), None)
 
 
 def _split_name(full_name: str) -> tuple[str, str] | None:
@@ -23,19 +63,7 @@ def _split_name(full_name: str) -> tuple[str, str] | None:
     return (namespace, name) if slash and namespace and name and "/" not in name else None
 
 
-def matching_artifact(release: Release, fingerprint: str) -> Artifact | None:
-    """The release's artifact for `fingerprint`, or one whose vendor lists it as compatible."""
-    for artifact in release.artifacts:
-        if artifact.fingerprint == fingerprint:
-            return artifact
-    for artifact in release.artifacts:
-        compatible = artifact.manifest.get("base_model", {}).get("compatible_fingerprints") or []
-        if fingerprint in compatible:
-            return artifact
-    return None
-
-
-def answer_update(entry: InstalledPatch, releases: Sequence[Release] | None) -> dict[str, Any]:
+def answer_update(entry: InstalledPatch, releases: Sequence[ReleaseView] | None) -> dict[str, Any]:
     """The answer for one installed patch, given its package's releases (None: no package)."""
     result: dict[str, Any] = {
         "name": entry.name,
@@ -57,37 +85,82 @@ def answer_update(entry: InstalledPatch, releases: Sequence[Release] | None) -> 
         (release, artifact)
         for release in releases
         if not release.yanked and not release.prerelease
-        for artifact in [matching_artifact(release, entry.fingerprint)]
+        for artifact in [release.artifact_for(entry.fingerprint)]
         if artifact is not None
     ]
     if candidates:
         release, artifact = max(candidates, key=lambda pair: version_key(pair[0].version))
         result["latest"] = release.version
-        result["latest_artifact"] = artifact_json(artifact)
+        result["latest_artifact"] = artifact.json()
     return result
 
 
+_Key = tuple[str, str]
+
+
 def _load_releases(
-    session: Session, names: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], list[Release]]:
+    session: Session, names: Iterable[_Key], fingerprints: set[str]
+) -> dict[_Key, list[ReleaseView]]:
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    packages = session.scalars(
-        select(Package)
-        .join(Namespace, Package.namespace_id == Namespace.id)
-        .where(tuple_(Namespace.name, Package.name).in_(wanted))
-        .options(
-            selectinload(Package.namespace),
-            selectinload(Package.releases).selectinload(Release.artifacts),
+    rows = session.execute(
+        select(
+            Namespace.name,
+            Package.name,
+            Release.id,
+            Release.version,
+            Release.yanked,
+            Release.yanked_reason,
+            Release.prerelease,
+            Artifact.id,
+            Artifact.fingerprint,
+            Artifact.sha256,
+            Artifact.size,
+            Artifact.filename,
+            Artifact.key_id,
         )
-    )
-    return {(package.namespace.name, package.name): list(package.releases) for package in packages}
+        .join(Package, Package.namespace_id == Namespace.id)
+        .join(Release, Release.package_id == Package.id)
+        .outerjoin(Artifact, Artifact.release_id == Release.id)
+        .where(tuple_(Namespace.name, Package.name).in_(wanted))
+    ).all()
+    packages: dict[_Key, dict[int, ReleaseView]] = {}
+    artifact_ids: dict[int, tuple[ReleaseView, int]] = {}
+    for (ns, name, release_id, version, yanked, reason, pre, artifact_id, fp, sha, size,
+         filename, key_id) in rows:  # fmt: skip
+        releases = packages.setdefault((ns, name), {})
+        release = releases.get(release_id)
+        if release is None:
+            release = releases[release_id] = ReleaseView(version, yanked, reason, pre)
+        if artifact_id is not None:
+            release.artifacts.append(ArtifactView(fp, sha, size, filename, key_id))
+            artifact_ids[artifact_id] = (release, len(release.artifacts) - 1)
+    present = {a.fingerprint for r in packages.values() for v in r.values() for a in v.artifacts}
+    if fingerprints - present and artifact_ids:
+        # Some installed fingerprint has no artifact of its own: read the compatible lists.
+        manifests = session.execute(
+            select(Artifact.id, Artifact.manifest).where(Artifact.id.in_(list(artifact_ids)))
+        )
+        for artifact_id, manifest in manifests:
+            compatible = (manifest.get("base_model") or {}).get("compatible_fingerprints") or []
+            if compatible:
+                release, position = artifact_ids[artifact_id]
+                old = release.artifacts[position]
+                release.artifacts[position] = ArtifactView(
+                    old.fingerprint, old.sha256, old.size, old.filename, old.key_id,
+                    tuple(compatible),
+                )  # fmt: skip
+    return {key: list(releases.values()) for key, releases in packages.items()}
 
 
 def check_updates(session: Session, installed: Sequence[InstalledPatch]) -> list[dict[str, Any]]:
     split = [_split_name(entry.name) for entry in installed]
-    releases = _load_releases(session, (parts for parts in split if parts is not None))
+    releases = _load_releases(
+        session,
+        (parts for parts in split if parts is not None),
+        {entry.fingerprint for entry in installed},
+    )
     return [
         answer_update(entry, releases.get(parts) if parts is not None else None)
         for entry, parts in zip(installed, split, strict=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from semantic_version import Version
 
 import patchfmt
@@ -9,8 +11,11 @@ import patchfmt
 __all__ = ["is_prerelease", "version_key"]
 
 
+@functools.lru_cache(maxsize=8192)
 def version_key(text: str) -> tuple[Version, str]:
-    """A sort key for a stored version string: SemVer precedence, then the text for ties."""
+    """A sort key for a stored version string: SemVer precedence, then the text for ties.
+
+    Cached: the update check sorts the same few versions on every poll."""
     version = patchfmt.parse_version(text)
     precedence = Version(
         major=version.major,
@@ -21,5 +26,6 @@ def version_key(text: str) -> tuple[Version, str]:
     return precedence, text
 
 
+@functools.lru_cache(maxsize=8192)
 def is_prerelease(text: str) -> bool:
     return bool(patchfmt.parse_version(text).prerelease)

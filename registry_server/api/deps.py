@@ -24,13 +24,16 @@ __all__ = [
     "RegistryDep",
     "SessionDep",
     "authorize",
+    "checked_name",
     "get_registry",
 ]
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="ppatch-registry"'}
 
 
-def get_registry(request: Request) -> Registry:
+# Trivial dependencies are `async def`: FastAPI runs a plain `def` dependency in the thread
+# pool, a hop that costs more than the work on the polling path.
+async def get_registry(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
 
@@ -46,19 +49,19 @@ def get_session(registry: RegistryDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def _checked_name(kind: str, value: str) -> str:
+def checked_name(kind: str, value: str) -> str:
     problem = name_problem(kind, value)
     if problem:
         raise RegistryError(ErrorCode.INVALID_REQUEST, problem)
     return value
 
 
-def namespace_name(ns: Annotated[str, Path(description="namespace")]) -> str:
-    return _checked_name("namespace", ns)
+async def namespace_name(ns: Annotated[str, Path(description="namespace")]) -> str:
+    return checked_name("namespace", ns)
 
 
-def package_name(name: Annotated[str, Path(description="package name")]) -> str:
-    return _checked_name("package", name)
+async def package_name(name: Annotated[str, Path(description="package name")]) -> str:
+    return checked_name("package", name)
 
 
 NamespaceName = Annotated[str, Depends(namespace_name)]

@@ -165,3 +165,16 @@ def test_path_tricks_in_names_are_refused(acme, make_patch, path) -> None:
         assert response.status_code in (400, 404), (path, response.status_code)
         assert response.json()["error"]["code"] in ("invalid_request", "not_found")
     assert acme.blob_count() == 0
+
+
+def test_etag_lookup_recovers_after_a_lost_connection(published) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    lookup = published.app.state.registry.etag_lookup
+    etag = lookup("acme", "toxicity")
+    assert etag is not None and lookup("acme", "nothing") is None
+    lookup._local.connection.driver_connection.close()  # the server dropped us
+    with pytest.raises(OperationalError):
+        lookup("acme", "toxicity")
+    assert lookup("acme", "toxicity") == etag  # reconnected
+    lookup.close()
