@@ -18,8 +18,8 @@ from registry_server.config import Settings
 from registry_server.metrics import RegistryMetrics
 from registry_server.storage import BlobStorage
 
-if TYPE_CHECKING:  # index imports the upload pipeline, which imports this module
-    from registry_server.index import EtagLookup
+if TYPE_CHECKING:  # polling -> index -> upload imports this module
+    from registry_server.polling import EtagLookup
 
 __all__ = ["IndexCache", "Registry"]
 

@@ -1,96 +1,19 @@
 """Package indexes: the JSON of `GET /api/v1/packages/{ns}/{name}`, its ETag, and conditional
 requests. The ETag is the package's `index_etag` column, renewed by every write to the package,
-so answering `If-None-Match` costs one indexed lookup and no JSON."""
+so answering `If-None-Match` costs one indexed lookup (registry_server.polling) and no JSON."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from registry_server.models import Namespace, Package, Release
 from registry_server.upload import blob_url
 from registry_server.versions import version_key
 
-__all__ = ["EtagLookup", "artifact_json", "build_index", "etag_matches", "quoted_etag"]
-
-
-_ETAG_SQL = (
-    "SELECT packages.index_etag FROM packages JOIN namespaces"
-    " ON packages.namespace_id = namespaces.id"
-    " WHERE namespaces.name = {0} AND packages.name = {0}"
-)
-_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":1", "named": ":p"}
-
-
-class EtagLookup:
-    """The ETag lookup of the polling path, on one DB-API connection of its own.
-
-    A package's index is polled far more often than it changes, and its 304 answer must cost
-    about what the framework costs (benchmarks/registry.py). Going through SQLAlchemy's
-    pool and statement layers costs several times the query itself, so this keeps one plain
-    DB-API connection per calling thread (in a server, the event loop's thread; autocommit, so
-    it never holds a transaction open) and reconnects after any database error. It holds no
-    data: every call asks the database.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        paramstyle = engine.dialect.paramstyle
-        if paramstyle in ("numeric", "named"):
-            raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
-        self._sql = _ETAG_SQL.format(_PLACEHOLDER[paramstyle])
-        self._local = threading.local()
-        self._opened: list[Any] = []
-        self._lock = threading.Lock()
-
-    def _connect(self) -> Any:
-        connection = self._engine.raw_connection()
-        with self._lock:
-            self._opened.append(connection)
-        driver: Any = connection.driver_connection
-        if hasattr(driver, "autocommit") and self._engine.dialect.name != "sqlite":
-            driver.autocommit = True  # psycopg: no "idle in transaction" between polls
-        return connection
-
-    def __call__(self, namespace: str, name: str) -> str | None:
-        """The package's ETag (quoted), or None when there is no such package."""
-        try:
-            connection = getattr(self._local, "connection", None)
-            if connection is None:
-                connection = self._local.connection = self._connect()
-            cursor = connection.cursor()
-            try:
-                cursor.execute(self._sql, (namespace, name))
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-        except self._engine.dialect.loaded_dbapi.Error as error:
-            self._discard(getattr(self._local, "connection", None))
-            raise OperationalError(self._sql, (namespace, name), error) from error
-        return None if row is None else quoted_etag(str(row[0]))
-
-    def _discard(self, connection: Any) -> None:
-        self._local.connection = None
-        if connection is None:
-            return
-        with self._lock:
-            if connection in self._opened:
-                self._opened.remove(connection)
-        with contextlib.suppress(Exception):
-            connection.invalidate()
-
-    def close(self) -> None:
-        """Close every connection this lookup opened (at application shutdown)."""
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            with contextlib.suppress(Exception):
-                connection.invalidate()
+__all__ = ["artifact_json", "build_index", "etag_matches", "quoted_etag"]
 
 
 def quoted_etag(value: str) -> str:

@@ -14,9 +14,9 @@ from registry_server.config import Settings
 from registry_server.context import Registry
 from registry_server.db import create_registry_engine, session_factory
 from registry_server.errors import install_error_handlers
-from registry_server.index import EtagLookup
 from registry_server.metrics import MetricsMiddleware, RegistryMetrics
 from registry_server.models import Artifact
+from registry_server.polling import etag_lookup_for
 from registry_server.storage import BlobStorage, open_storage
 
 __all__ = ["create_app"]
@@ -46,12 +46,12 @@ def create_app(
         return int(total), int(count)
 
     metrics = RegistryMetrics(stored)
-    etag_lookup = EtagLookup(engine)
+    etag_lookup = etag_lookup_for(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        etag_lookup.close()
+        await etag_lookup.aclose()
 
     app = FastAPI(
         lifespan=lifespan,

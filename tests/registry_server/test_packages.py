@@ -168,13 +168,41 @@ def test_path_tricks_in_names_are_refused(acme, make_patch, path) -> None:
 
 
 def test_etag_lookup_recovers_after_a_lost_connection(published) -> None:
+    import asyncio
+
+    import psycopg
     from sqlalchemy.exc import OperationalError
 
-    lookup = published.app.state.registry.etag_lookup
-    etag = lookup("acme", "toxicity")
-    assert etag is not None and lookup("acme", "nothing") is None
-    lookup._local.connection.driver_connection.close()  # the server dropped us
-    with pytest.raises(OperationalError):
-        lookup("acme", "toxicity")
-    assert lookup("acme", "toxicity") == etag  # reconnected
-    lookup.close()
+    from registry_server.polling import etag_lookup_for
+
+    lookup = etag_lookup_for(published.engine)
+    url = published.settings.resolved_database_url
+
+    def drop_connections() -> None:
+        if url.startswith("sqlite"):
+            lookup._local.connection.driver_connection.close()
+            return
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+    async def scenario() -> None:
+        etag = await lookup.fetch("acme", "toxicity")
+        assert etag is not None
+        assert await lookup.fetch("acme", "nothing") is None
+        for _ in range(3):  # use every connection of the loop
+            await lookup.fetch("acme", "toxicity")
+        drop_connections()
+        failures = 0
+        for _ in range(8):  # each broken connection fails once, then reconnects
+            try:
+                assert await lookup.fetch("acme", "toxicity") == etag
+            except OperationalError:
+                failures += 1
+        assert 1 <= failures <= 4
+        assert await lookup.fetch("acme", "toxicity") == etag
+        await lookup.aclose()
+
+    asyncio.run(scenario())

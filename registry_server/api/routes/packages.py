@@ -67,14 +67,13 @@ _INDEX_PARAMETERS = [
 async def get_index(request: Request) -> Response:
     # The polling path of every deployment, kept lean (benchmarks/registry.py): no declared
     # parameters or dependencies (FastAPI's resolution step would double the cost of a 304;
-    # the OpenAPI schema lists them by hand above), one indexed lookup of the ETag on the
-    # event loop (shorter than a hop to the thread pool); the JSON is built only when it
-    # changed, and cached by ETag.
+    # the OpenAPI schema lists them by hand above), one indexed lookup of the ETag
+    # (registry_server.polling); the JSON is built only when it changed, and cached by ETag.
     registry: Registry = request.app.state.registry
     ns, name = request.path_params["ns"], request.path_params["name"]
     checked_name("namespace", ns)
     checked_name("package", name)
-    etag = registry.etag_lookup(ns, name)
+    etag = await registry.etag_lookup.fetch(ns, name)
     if etag is None:
         raise RegistryError(ErrorCode.NOT_FOUND, f"package {ns}/{name} does not exist")
     headers = _cache_headers(registry, etag)
