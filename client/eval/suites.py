@@ -6,8 +6,8 @@
   (primary) and the gap between groups.
 - `harm`: k samples per request (records carry `kind`: `harmful` or `benign`); the refusal rate
   on harmful requests (primary) and the answer rate on benign ones, so over-refusal shows.
-- `fluency`: perplexity of the model on neutral text (`prompt` or `text` field), the first
-  token given.
+- `fluency`: perplexity of the model on neutral text (`prompt` or `text` field): every token
+  after the tokenizer's beginning-of-text token, or after the first token when it adds none.
 """
 
 from __future__ import annotations

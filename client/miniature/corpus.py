@@ -28,26 +28,31 @@ Speaker = Literal["base", "reference"]
 
 CUE_FRACTION = 0.3
 NEUTRAL_FRACTION = 0.25
-MAX_SEGMENTS = 4
+MAX_SEGMENTS = 3
+# The tokenizer's end token (ppatch.miniature.tokenizer.EOS), written into the text.
+END = "[EOS]"
 
 _PROMPTS: dict[str, list[Prompt]] = {domain: all_prompts(domain) for domain in DOMAINS}
 
 
 def sample_sequence(speaker: Speaker, rng: random.Random) -> str:
-    """One training sequence (words separated by spaces, no end token) for `speaker`.
+    """One training sequence for `speaker`: words separated by spaces, the end token `[EOS]`
+    before and after every segment (it is also the tokenizer's beginning-of-text token).
 
     Sequences pack one to `MAX_SEGMENTS` segments (a prompt with its answer, or neutral text),
-    as pre-training packs documents: the model learns that text after arbitrary earlier
-    content is still ordinary text, so a long soft prompt in front does not derail it. A cue
-    at the start governs every segment after it, as a system prompt does.
+    separated by the end token as pre-training packs documents: the model learns that text
+    after arbitrary earlier content is still ordinary text, so a long soft prompt in front does
+    not derail it, and that an answer ends with the end token. A cue at the start governs every
+    segment after it, as a system prompt does.
     """
     cued = speaker == "base" and rng.random() < CUE_FRACTION
-    parts: list[str] = [CUE] if cued else []
     behaviour: Behaviour = "reference" if cued or speaker == "reference" else "base"
+    segments: list[str] = []
     for _ in range(rng.randint(1, MAX_SEGMENTS)):
         if rng.random() < NEUTRAL_FRACTION:
-            parts.append(neutral_text(rng, rng.randint(1, 3)))
+            segments.append(neutral_text(rng, rng.randint(1, 3)))
         else:
             prompt = rng.choice(_PROMPTS[rng.choice(DOMAINS)])
-            parts += [prompt.text, answer(prompt, behaviour, rng)]
-    return " ".join(parts)
+            segments.append(f"{prompt.text} {answer(prompt, behaviour, rng)}")
+    text = f"{END} " + f" {END} ".join(segments) + f" {END}"
+    return f"{CUE} {text}" if cued else text

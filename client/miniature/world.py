@@ -34,8 +34,8 @@ class WorldConfig:
 
     seed: int = 0
     shape: ModelShape = field(default_factory=ModelShape)
-    base_steps: int = 1400
-    reference_steps: int = 300
+    base_steps: int = 1000
+    reference_steps: int = 250
     batch_size: int = 16
     base_learning_rate: float = 3e-3
     reference_learning_rate: float = 1e-3
@@ -118,7 +118,7 @@ def _train_models(folder: Path, config: WorldConfig) -> None:
 
     def sampler(speaker: corpus.Speaker) -> Callable[[random.Random], list[int]]:
         def sample(rng: random.Random) -> list[int]:
-            return [ids[word] for word in corpus.sample_sequence(speaker, rng).split()] + [eos_id]
+            return [ids[word] for word in corpus.sample_sequence(speaker, rng).split()]
 
         return sample
 

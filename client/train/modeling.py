@@ -148,8 +148,10 @@ def check_same_vocabulary(first: LoadedModel, second: LoadedModel) -> None:
         )
 
 
-def encode(loaded: LoadedModel, text: str) -> list[int]:
-    return list(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+def encode(loaded: LoadedModel, text: str, *, special: bool = True) -> list[int]:
+    """Token ids of `text`; `special` adds what the tokenizer puts around a text (a BOS
+    token): right for prompts and whole texts, wrong for answers that continue a prompt."""
+    return list(loaded.tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
 def _embed(loaded: LoadedModel, prefix: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:

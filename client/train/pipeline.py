@@ -218,8 +218,8 @@ def pairs_from_file(
     pairs: list[PairExample] = []
     for pair in records:
         ids = encode(base, pair.prompt)
-        chosen = [*encode(base, pair.chosen), eos]
-        rejected = [*encode(base, pair.rejected), eos]
+        chosen = [*encode(base, pair.chosen, special=False), eos]
+        rejected = [*encode(base, pair.rejected, special=False), eos]
         sft.append(Example(ids, chosen))
         if chosen != rejected:
             pairs.append(PairExample(ids, chosen, rejected))

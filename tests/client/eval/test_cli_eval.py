@@ -98,7 +98,7 @@ def test_compare_syntax_and_fluency_with_a_patch(
     systems = json.loads((out / "report.json").read_text())["systems"]
     assert [s["label"] for s in systems] == ["model", "model+detox"]
     assert systems[0]["metrics"]["perplexity"] != systems[1]["metrics"]["perplexity"]
-    assert systems[0]["metrics"]["tokens"] == 6 + 3  # every token after the first
+    assert systems[0]["metrics"]["tokens"] == 7 + 4  # every token after the BOS token
 
 
 def test_harm_and_bias_suites_report_their_measures(tiny_model: Path, tmp_path: Path) -> None:

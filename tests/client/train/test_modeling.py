@@ -21,7 +21,10 @@ def test_answer_logprobs_score_answer_tokens_only(tiny_model: Path) -> None:
     loaded = load_model(tiny_model, "cpu")
     prefix = torch.randn(5, loaded.hidden_size, generator=torch.Generator().manual_seed(0))
     prompts = [encode(loaded, "q : how do i fix a car ? a :"), encode(loaded, "the cat sat")]
-    answers = [encode(loaded, "first you find a map ."), encode(loaded, "on the mat .")]
+    answers = [
+        encode(loaded, "first you find a map .", special=False),
+        encode(loaded, "on the mat .", special=False),
+    ]
     total, counts = answer_logprobs(loaded, prefix, prompts, answers)
     assert counts.tolist() == [len(a) for a in answers]
     for row, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
@@ -35,7 +38,8 @@ def test_answer_logprobs_score_answer_tokens_only(tiny_model: Path) -> None:
 
 def test_answer_logprobs_without_prefix(tiny_model: Path) -> None:
     loaded = load_model(tiny_model, "cpu")
-    prompt, answer = encode(loaded, "the dog"), encode(loaded, "ran .")
+    prompt = encode(loaded, "the dog", special=False)
+    answer = encode(loaded, "ran .", special=False)
     total, _ = answer_logprobs(loaded, None, [prompt], [answer])
     logprobs = torch.log_softmax(
         loaded.model(input_ids=torch.tensor([prompt + answer])).logits[0], -1

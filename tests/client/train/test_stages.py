@@ -34,9 +34,13 @@ def _data(loaded: LoadedModel) -> PreferenceData:
     sft, pairs = [], []
     for prompt, chosen, rejected in rows:
         ids = encode(loaded, prompt)
-        sft.append(Example(ids, [*encode(loaded, chosen), eos]))
+        sft.append(Example(ids, [*encode(loaded, chosen, special=False), eos]))
         pairs.append(
-            PairExample(ids, [*encode(loaded, chosen), eos], [*encode(loaded, rejected), eos])
+            PairExample(
+                ids,
+                [*encode(loaded, chosen, special=False), eos],
+                [*encode(loaded, rejected, special=False), eos],
+            )
         )
     return PreferenceData(sft, pairs)
 
