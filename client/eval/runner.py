@@ -95,33 +95,21 @@ def read_suite_records(suite: str, path: Path) -> list[dict[str, Any]]:
 
 
 def _installed_patch(spec: str, model: LoadedModel) -> Path:
-    """The installed `.ppatch` of `model` that matches a package spec."""
-    from patchfmt import PackageSpec, fingerprint_model, read_patch
+    """The `.ppatch` installed on `model` that a package spec (`[ns/]name[@range]`) names."""
+    from ppatch.store import blob_path, read_installed
 
-    try:
-        from ppatch.store import installed_patch_paths
-    except ImportError as error:
-        raise NotFoundError(
-            f"patch {spec!r} is not a file, and no patch store is available"
-        ) from error
+    from patchfmt import PackageSpec, fingerprint_model, parse_version
+
     wanted = PackageSpec.parse(spec)
-    for path in installed_patch_paths(fingerprint_model(model.path)):
-        manifest = read_patch(path).manifest
-        namespace, _, name = manifest.name.partition("/")
-        if name != wanted.name or (wanted.namespace and wanted.namespace != namespace):
+    for patch in read_installed(fingerprint_model(model.path)).patches:
+        namespace, _, name = patch.name.partition("/")
+        if name != wanted.name or wanted.namespace not in (None, namespace):
             continue
-        if wanted.range is None or _range_contains(wanted.range, manifest.version):
-            return Path(path)
+        if wanted.range.contains(parse_version(patch.version)):
+            return blob_path(patch.sha256)
     raise NotFoundError(
-        f"patch {spec!r} is not a file and is not installed for {str(model.path)!r}"
+        f"patch {spec!r} is neither a file nor installed on model {str(model.path)!r}"
     )
-
-
-def _range_contains(version_range: Any, version: str) -> bool:
-    from patchfmt import VersionRange, parse_version
-
-    parsed = VersionRange.parse(version_range) if isinstance(version_range, str) else version_range
-    return bool(parsed.contains(parse_version(version)))
 
 
 def _load_patches(model: LoadedModel, patches: Sequence[str]) -> torch.Tensor | None:

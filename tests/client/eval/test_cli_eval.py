@@ -271,3 +271,57 @@ def test_missing_patch_and_patch_for_another_model(
     assert wrong == ExitCode.VERIFICATION
     assert "fingerprint" in capsys.readouterr().err.lower()
     assert not out.exists()
+
+
+def test_patch_spec_resolves_to_the_installed_patch(
+    tiny_model: Path,
+    tiny_patch: Path,
+    toxicity_prompts: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shutil
+
+    from ppatch.store import InstalledPatch, InstalledSet, file_sha256, store_blob, write_installed
+
+    from patchfmt import fingerprint_model
+
+    copy = tmp_path / "copy.ppatch"
+    shutil.copy(tiny_patch, copy)
+    digest = file_sha256(copy)
+    store_blob(copy, digest)
+    fingerprint = fingerprint_model(tiny_model)
+    write_installed(
+        InstalledSet(
+            fingerprint, str(tiny_model), [InstalledPatch("acme/toxicity", "1.0.0", digest)]
+        )
+    )
+    common = ["--suite", "toxicity", "--prompts", str(toxicity_prompts)]
+    by_spec = tmp_path / "by-spec"
+    assert (
+        main(
+            _eval("--model", str(tiny_model), "--patch", "toxicity@1", *common, "-o", str(by_spec))
+        )
+        == 0
+    )
+    by_file = tmp_path / "by-file"
+    assert (
+        main(
+            _eval(
+                "--model", str(tiny_model), "--patch", str(tiny_patch), *common, "-o", str(by_file)
+            )
+        )
+        == 0
+    )
+    assert _metrics_of(by_spec) == _metrics_of(by_file)
+    missing = main(
+        _eval(
+            "--model", str(tiny_model), "--patch", "toxicity@2", *common, "-o", str(tmp_path / "x")
+        )
+    )
+    assert missing == ExitCode.NOT_FOUND
+    assert "neither a file nor installed" in capsys.readouterr().err
+
+
+def _metrics_of(report: Path) -> list[dict[str, float]]:
+    return [s["metrics"] for s in json.loads((report / "report.json").read_text())["systems"]]
