@@ -111,9 +111,13 @@ async def upload_release(
     ns: NamespaceName,
     name: PackageName,
     token: CurrentToken,
+    session: SessionDep,
     registry: RegistryDep,
 ) -> JSONResponse:
     actor = authorize(token, ns, "publish")
+    # The token's session (shared with CurrentToken) is done: give its connection back to the
+    # pool instead of holding it through a slow upload.
+    session.close()
     directory = Path(registry.settings.home) / "tmp"
     directory.mkdir(parents=True, exist_ok=True)
     outcome = "error"
