@@ -42,11 +42,14 @@ def read_jsonl(path: Path | str) -> list[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise NotFoundError(f"data file {str(path)!r} not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bytes, not read_text: universal newlines would turn a lone "\r" into a line break.
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidDataFileError(path, None, f"not UTF-8 text ({error.reason})") from error
     records: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines separates records by "\n" only: `str.splitlines` would also split on form
+    # feeds and U+2028, which JSON strings may hold raw, and miscount the lines.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

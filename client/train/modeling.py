@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ppatch.errors import NotFoundError, UsageError
+from ppatch.progress import progress
 
 if TYPE_CHECKING:
     import torch
@@ -229,25 +230,27 @@ def generate(
         for sample in range(samples)
     ]
     start = 0
-    while start < len(rows):
-        length = len(prompts[rows[start][0]])
-        end = start
-        while end < len(rows) and end - start < GENERATION_BATCH:
-            if len(prompts[rows[end][0]]) != length:
-                break
-            end += 1
-        chunk = rows[start:end]
-        answers = _sample(
-            loaded,
-            prefix,
-            [prompts[index] for index, _ in chunk],
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            generator=generator,
-        )
-        for (index, _), answer in zip(chunk, answers, strict=True):
-            results[index].append(answer)
-        start = end
+    with progress("sampling answers", total=len(rows)) as advance:
+        while start < len(rows):
+            length = len(prompts[rows[start][0]])
+            end = start
+            while end < len(rows) and end - start < GENERATION_BATCH:
+                if len(prompts[rows[end][0]]) != length:
+                    break
+                end += 1
+            chunk = rows[start:end]
+            answers = _sample(
+                loaded,
+                prefix,
+                [prompts[index] for index, _ in chunk],
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                generator=generator,
+            )
+            for (index, _), answer in zip(chunk, answers, strict=True):
+                results[index].append(answer)
+            advance(len(chunk))
+            start = end
     return results
 
 
