@@ -86,8 +86,14 @@ def _display(argv: Sequence[str], workspace: Workspace) -> str:
     return " ".join(shown)
 
 
-def ppatch(argv: Sequence[str], workspace: Workspace, *, expect: Sequence[int] = (0,)) -> str:
-    """Run one `ppatch` command in this process, echo it and its output, return the output."""
+def ppatch(
+    argv: Sequence[str],
+    workspace: Workspace,
+    *,
+    expect: Sequence[int] = (0,),
+    echo_output: bool = True,
+) -> str:
+    """Run one `ppatch` command in this process, echo it (and its output), return the output."""
     from ppatch.cli.main import main
 
     _say(f"$ ppatch {_display(argv, workspace)}")
@@ -95,7 +101,7 @@ def ppatch(argv: Sequence[str], workspace: Workspace, *, expect: Sequence[int] =
     with contextlib.redirect_stdout(captured):
         code = main([str(arg) for arg in argv])
     output = captured.getvalue()
-    for line in output.rstrip("\n").splitlines():
+    for line in output.rstrip("\n").splitlines() if echo_output else ():
         _say(f"  {line}")
     if code not in expect:
         raise DemoError(f"`ppatch {argv[0]}` exited with {code}, expected {list(expect)}")
@@ -220,9 +226,11 @@ def _showcase_prompts(path: Path) -> list[str]:
 
 def _side_by_side(model: Path, prompts: Sequence[str], workspace: Workspace) -> None:
     for prompt in prompts:
-        bare = ppatch(["generate", "--model", model, "--no-patches", prompt], workspace)
-        patched = ppatch(["generate", "--model", model, prompt], workspace)
-        _say(f"  prompt:       {prompt}")
+        bare = ppatch(
+            ["generate", "--model", model, "--no-patches", prompt], workspace, echo_output=False
+        )
+        patched = ppatch(["generate", "--model", model, prompt], workspace, echo_output=False)
+        _say(f"  prompt:        {prompt}")
         _say(f"  without patch: {bare.strip()}")
         _say(f"  with patch:    {patched.strip()}")
 
@@ -278,20 +286,26 @@ def _fresh_state(workspace: Workspace) -> None:
         if folder.exists():
             shutil.rmtree(folder)
     workspace.dist.mkdir(parents=True)
+    workspace.report.mkdir(parents=True)
 
 
 TOTAL_STEPS = 11
 
 
-def run_demo(directory: Path | None = None) -> Path:
-    """Run the demo end to end; return the report folder."""
+def run_demo(directory: Path | None = None, *, world_root: Path | None = None) -> Path:
+    """Run the demo end to end; return the report folder.
+
+    `world_root` is where the miniature world is built or reused; by default the user's ppatch
+    cache, or `DIR/world` when a workspace folder is given.
+    """
     root = directory or Path(tempfile.mkdtemp(prefix="ppatch-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     workspace = Workspace(root.resolve())
     from ppatch import constants
 
     # The world is cached outside the throwaway workspace unless the user chose a folder.
-    world_root = workspace.root / "world" if directory else constants.cache_dir() / "miniature"
+    if world_root is None:
+        world_root = workspace.root / "world" if directory else constants.cache_dir() / "miniature"
     started = time.monotonic()
     _say(f"ppatch demo: workspace {workspace.root} ($WS below)")
     _fresh_state(workspace)
@@ -310,6 +324,7 @@ def run_demo(directory: Path | None = None) -> Path:
 
         _heading(2, TOTAL_STEPS, "Vendor: create a signing key")
         if not workspace.key.exists():
+            workspace.key.parent.mkdir(parents=True, exist_ok=True)
             ppatch(["keygen", "-o", workspace.key], workspace)
         else:
             _say(f"  reusing {workspace.key}")
@@ -378,22 +393,14 @@ def run_demo(directory: Path | None = None) -> Path:
             ppatch(["outdated", "--model", world.base], workspace, expect=(0,))
 
         _heading(11, TOTAL_STEPS, "Evaluate M, M with the patch, and M' on held-out prompts")
-        ppatch(
-            [
-                "eval",
-                "--compare",
-                world.base,
-                f"{world.base}+{PACKAGE}",
-                world.reference,
-                "--suite",
-                "toxicity",
-                "--prompts",
-                world.prompts("toxicity", "eval"),
-                "-o",
-                workspace.report,
-            ],
-            workspace,
+        systems = [world.base, f"{world.base}+{PACKAGE}", world.reference]
+        suites = (
+            ("toxicity", world.prompts("toxicity", "eval")),
+            ("fluency", world.fluency_prompts),
         )
-    _say(f"\nreport: {workspace.report} (report.md, report.json and the plots)")
+        for suite, prompts in suites:
+            argv = ["eval", "--compare", *systems, "--suite", suite, "--prompts", prompts]
+            ppatch([*argv, "-o", workspace.report / suite], workspace)
+    _say(f"\nreport: {workspace.report} (report.md, report.json and plots for each suite)")
     _say(f"done in {time.monotonic() - started:.0f}s")
     return workspace.report
