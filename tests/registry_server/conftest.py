@@ -127,7 +127,7 @@ def require_postgres() -> None:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A database of this session, migrated once and emptied before each test (creating a
-    database per test costs a second each on PostgreSQL; TRUNCATE costs milliseconds)."""
+    database per test costs a second each on PostgreSQL; emptying it costs milliseconds)."""
     require_postgres()
     name = f"ppatch_test_{uuid.uuid4().hex[:12]}"
     _admin_sql(f'CREATE DATABASE "{name}"')
@@ -140,9 +140,13 @@ def postgres_database() -> Iterator[str]:
 
 
 def _empty_postgres(url: str) -> None:
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    # DELETE, children first: on tables this small it is far cheaper than TRUNCATE, which
+    # swaps every table's files.
+    statements = "; ".join(
+        f'DELETE FROM "{table.name}"' for table in reversed(Base.metadata.sorted_tables)
+    )
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as connection:
-        connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        connection.execute(statements)
 
 
 @pytest.fixture(scope="session")
@@ -154,7 +158,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A clean, migrated database for one test."""
     if request.param == "sqlite":
