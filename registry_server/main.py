@@ -16,7 +16,7 @@ from registry_server.db import create_registry_engine, session_factory
 from registry_server.errors import install_error_handlers
 from registry_server.metrics import MetricsMiddleware, RegistryMetrics
 from registry_server.models import Artifact
-from registry_server.polling import etag_lookup_for
+from registry_server.polling import ConditionalIndexMiddleware, etag_lookup_for
 from registry_server.storage import BlobStorage, open_storage
 
 __all__ = ["create_app"]
@@ -80,5 +80,9 @@ def create_app(
         pages.router,
     ):
         app.include_router(router)
+    # Outermost last: metrics see every request, including the 304s answered by the shortcut.
+    app.add_middleware(
+        ConditionalIndexMiddleware, lookup=etag_lookup, max_age=settings.index_max_age
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -17,16 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import threading
 import weakref
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from registry_server.index import quoted_etag
+from registry_server.index import etag_matches, quoted_etag
 
-__all__ = ["AsyncPostgresEtagLookup", "DbapiEtagLookup", "EtagLookup", "etag_lookup_for"]
+__all__ = [
+    "AsyncPostgresEtagLookup",
+    "ConditionalIndexMiddleware",
+    "DbapiEtagLookup",
+    "EtagLookup",
+    "etag_lookup_for",
+]
 
 _ETAG_SQL = (
     "SELECT packages.index_etag FROM packages JOIN namespaces"
@@ -173,3 +181,59 @@ def etag_lookup_for(engine: Engine) -> EtagLookup:
         conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         return AsyncPostgresEtagLookup(conninfo)
     return DbapiEtagLookup(engine)
+
+
+INDEX_PREFIX = "/api/v1/packages/"
+INDEX_ROUTE = "/api/v1/packages/{ns}/{name}"
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+class ConditionalIndexMiddleware:
+    """Answers the polling hit, `GET /api/v1/packages/{ns}/{name}` whose `If-None-Match`
+    matches the current ETag, with 304 before the request reaches the router.
+
+    That hit is nearly every request a registry serves (every deployment polls every package
+    it has installed), and the router's matching, dependency and response machinery costs
+    more than the one database lookup the answer needs. Everything else (no If-None-Match, a
+    changed index, an invalid name, an unknown package, a database error) goes on to the
+    route in `api/routes/packages.py`, which gives the same 304 or the full answer, so this
+    is purely a shortcut.
+    """
+
+    def __init__(self, app: ASGIApp, lookup: EtagLookup, max_age: int) -> None:
+        self.app = app
+        self.lookup = lookup
+        self.cache_control = f"public, max-age={max_age}, must-revalidate".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(INDEX_PREFIX) and await self._answered(scope, path, send):
+                return
+        await self.app(scope, receive, send)
+
+    async def _answered(self, scope: Scope, path: str, send: Send) -> bool:
+        ns, slash, name = path[len(INDEX_PREFIX) :].partition("/")
+        if not slash or _NAME.fullmatch(ns) is None or _NAME.fullmatch(name) is None:
+            return False
+        if_none_match = next(
+            (value for key, value in scope["headers"] if key == b"if-none-match"), None
+        )
+        if not if_none_match:
+            return False
+        try:
+            etag = await self.lookup.fetch(ns, name)
+        except OperationalError:
+            return False  # the route answers 503 with the usual error body
+        if etag is None or not etag_matches(if_none_match.decode("latin-1"), etag):
+            return False
+        scope["ppatch.route"] = INDEX_ROUTE  # for the metrics
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 304,
+                "headers": [(b"etag", etag.encode()), (b"cache-control", self.cache_control)],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return True

@@ -206,3 +206,35 @@ def test_etag_lookup_recovers_after_a_lost_connection(published) -> None:
         await lookup.aclose()
 
     asyncio.run(scenario())
+
+
+def test_polling_hits_are_counted_under_the_index_route(published) -> None:
+    etag = published.client.get("/api/v1/packages/acme/toxicity").headers["etag"]
+    for _ in range(3):
+        hit = published.client.get(
+            "/api/v1/packages/acme/toxicity", headers={"If-None-Match": etag}
+        )
+        assert hit.status_code == 304
+        assert hit.headers["etag"] == etag
+        assert hit.headers["cache-control"] == "public, max-age=60, must-revalidate"
+    metrics = published.client.get("/metrics").text
+    assert (
+        'ppatch_registry_requests_total{method="GET",route="/api/v1/packages/{ns}/{name}",'
+        'status="304"} 3.0'
+    ) in metrics
+
+
+def test_polling_during_a_database_outage_is_503(published, monkeypatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    lookup = published.app.state.registry.etag_lookup
+
+    async def down(namespace, name):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(lookup, "fetch", down)
+    response = published.client.get(
+        "/api/v1/packages/acme/toxicity", headers={"If-None-Match": '"x"'}
+    )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
