@@ -8,6 +8,7 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ERROR_RESPONSES",
     "ArtifactOut",
     "ErrorBody",
     "ErrorDetail",
@@ -43,6 +44,16 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+# Every route's error answers, in the OpenAPI schema (instead of FastAPI's own 422 shape).
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    "4XX": {"model": ErrorBody, "description": "a client error; `code` says which"},
+    "5XX": {
+        "model": ErrorBody,
+        "description": "database_unavailable, storage_unavailable, internal",
+    },
+}
 
 
 class ArtifactOut(BaseModel):

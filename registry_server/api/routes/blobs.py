@@ -11,11 +11,12 @@ from fastapi.responses import StreamingResponse
 from registry_server.api.deps import RegistryDep
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.ranges import RangeNotSatisfiableError, parse_range
+from registry_server.schemas import ERROR_RESPONSES
 from registry_server.storage import BlobNotFoundError
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["blobs"])
+router = APIRouter(tags=["blobs"], responses=ERROR_RESPONSES)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256, lowercase hex")]

@@ -13,6 +13,7 @@ from registry_server import admin
 from registry_server.api.deps import CurrentToken, NamespaceName, SessionDep, authorize
 from registry_server.models import SigningKey
 from registry_server.schemas import (
+    ERROR_RESPONSES,
     KeyAdded,
     KeyIn,
     KeyOut,
@@ -24,7 +25,7 @@ from registry_server.schemas import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
+router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"], responses=ERROR_RESPONSES)
 
 TokenId = Annotated[str, Path(max_length=32)]
 KeyId = Annotated[str, Path(max_length=128)]

@@ -28,12 +28,12 @@ from registry_server.context import Registry
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.index import build_index, etag_matches
 from registry_server.models import Namespace, Package, Release
-from registry_server.schemas import IndexOut, PublishOut, YankIn, YankOut
+from registry_server.schemas import ERROR_RESPONSES, IndexOut, PublishOut, YankIn, YankOut
 from registry_server.upload import publish, receive_upload
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/packages", tags=["packages"])
+router = APIRouter(prefix="/api/v1/packages", tags=["packages"], responses=ERROR_RESPONSES)
 
 VersionText = Annotated[str, PathParam(max_length=128, description="SemVer 2.0 version")]
 

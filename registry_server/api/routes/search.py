@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query
 
 from registry_server.api.deps import RegistryDep, SessionDep
 from registry_server.errors import ErrorCode, RegistryError
-from registry_server.schemas import SearchOut, SearchResult
+from registry_server.schemas import ERROR_RESPONSES, SearchOut, SearchResult
 from registry_server.search import search_packages
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["search"])
+router = APIRouter(prefix="/api/v1", tags=["search"], responses=ERROR_RESPONSES)
 
 
 @router.get("/search", response_model=SearchOut, summary="Search packages")

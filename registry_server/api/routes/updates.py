@@ -7,12 +7,12 @@ from fastapi.responses import JSONResponse
 
 from registry_server.api.deps import RegistryDep, SessionDep
 from registry_server.errors import ErrorCode, RegistryError
-from registry_server.schemas import UpdatesIn, UpdatesOut
+from registry_server.schemas import ERROR_RESPONSES, UpdatesIn, UpdatesOut
 from registry_server.updates import check_updates
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["updates"])
+router = APIRouter(prefix="/api/v1", tags=["updates"], responses=ERROR_RESPONSES)
 
 
 @router.post("/updates", response_model=UpdatesOut, summary="Check installed patches for updates")
