@@ -4,7 +4,7 @@ current token, and checked path names."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from sqlalchemy import select
@@ -27,6 +27,11 @@ __all__ = [
     "checked_name",
     "get_registry",
 ]
+
+# The name rule, documented in the OpenAPI schema but checked by `checked_name`, whose answer
+# (400 invalid_request naming the rule) is clearer than a pattern mismatch.
+NAME_SCHEMA: dict[str, Any] = {"pattern": "^[a-z0-9][a-z0-9_-]*$", "maxLength": 64}
+_NAME_DOC: dict[str, Any] = {"json_schema_extra": NAME_SCHEMA}
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="ppatch-registry"'}
 
@@ -56,11 +61,11 @@ def checked_name(kind: str, value: str) -> str:
     return value
 
 
-async def namespace_name(ns: Annotated[str, Path(description="namespace")]) -> str:
+async def namespace_name(ns: Annotated[str, Path(description="namespace", **_NAME_DOC)]) -> str:
     return checked_name("namespace", ns)
 
 
-async def package_name(name: Annotated[str, Path(description="package name")]) -> str:
+async def package_name(name: Annotated[str, Path(description="package name", **_NAME_DOC)]) -> str:
     return checked_name("package", name)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 import patchfmt
 from registry_server.admin import record_audit
 from registry_server.api.deps import (
+    NAME_SCHEMA,
     CurrentToken,
     NamespaceName,
     PackageName,
@@ -44,7 +45,7 @@ def _cache_headers(registry: Any, etag: str) -> dict[str, str]:
 
 
 _INDEX_PARAMETERS = [
-    {"name": key, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 64}}
+    {"name": key, "in": "path", "required": True, "schema": {"type": "string", **NAME_SCHEMA}}
     for key in ("ns", "name")
 ] + [
     {
