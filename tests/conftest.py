@@ -6,6 +6,7 @@ writes the user's real state and tests cannot see each other's files.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,5 +39,13 @@ def isolated_environment(
     ):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_cache = root / "hf-home" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
+    # huggingface_hub reads its cache location once, at import: an earlier test's import would
+    # otherwise point every later test at that test's folder.
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    if hub_constants is not None:
+        monkeypatch.setattr(hub_constants, "HF_HOME", str(root / "hf-home"))
+        monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(hub_cache))
     monkeypatch.setenv("PPATCH_NO_PROGRESS", "1")
     yield root

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from ppatch.cli.main import main
 from ppatch.demo import RegistryProcess, run_demo
 
