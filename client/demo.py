@@ -75,7 +75,7 @@ def _heading(number: int, total: int, title: str) -> None:
     _say(f"\n[{number}/{total}] {title}")
 
 
-def _display(argv: Sequence[str], workspace: Workspace) -> str:
+def _display(argv: Sequence[Argument], workspace: Workspace) -> str:
     """A command as the user would type it, with workspace paths shortened."""
     shown = []
     for arg in argv:
@@ -86,8 +86,11 @@ def _display(argv: Sequence[str], workspace: Workspace) -> str:
     return " ".join(shown)
 
 
+Argument = str | Path
+
+
 def ppatch(
-    argv: Sequence[str],
+    argv: Sequence[Argument],
     workspace: Workspace,
     *,
     expect: Sequence[int] = (0,),
@@ -393,13 +396,14 @@ def run_demo(directory: Path | None = None, *, world_root: Path | None = None) -
             ppatch(["outdated", "--model", world.base], workspace, expect=(0,))
 
         _heading(11, TOTAL_STEPS, "Evaluate M, M with the patch, and M' on held-out prompts")
-        systems = [world.base, f"{world.base}+{PACKAGE}", world.reference]
+        systems: list[Argument] = [world.base, f"{world.base}+{PACKAGE}", world.reference]
         suites = (
             ("toxicity", world.prompts("toxicity", "eval")),
             ("fluency", world.fluency_prompts),
         )
         for suite, prompts in suites:
-            argv = ["eval", "--compare", *systems, "--suite", suite, "--prompts", prompts]
+            argv: list[Argument] = ["eval", "--compare", *systems, "--suite", suite]
+            argv += ["--prompts", prompts]
             ppatch([*argv, "-o", workspace.report / suite], workspace)
     _say(f"\nreport: {workspace.report} (report.md, report.json and plots for each suite)")
     _say(f"done in {time.monotonic() - started:.0f}s")
