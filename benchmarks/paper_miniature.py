@@ -43,7 +43,7 @@ def _default_dir() -> Path:
     return Path(platformdirs.user_cache_dir("ppatch")) / "miniature"
 
 
-def run(directory: Path) -> list[dict[str, Any]]:
+def run(directory: Path, seeds: list[int]) -> list[dict[str, Any]]:
     started = time.perf_counter()
     world = build_world(directory)
     print(
@@ -62,16 +62,25 @@ def run(directory: Path) -> list[dict[str, Any]]:
             config = TrainConfig(
                 base=str(world.base), reference=str(world.reference),
                 output=Path("unused.ppatch"), name=f"miniature/{domain}", version="1.0.0",
-                domain=domain, prompts=world.prompts(domain, "train"),
+                domain=domain, prompts=world.prompts(domain, "train"), seed=seeds[0],
             )  # fmt: skip
             clock = time.perf_counter()
             data = generate_preference_data(config, base, reference)
             generation_seconds = time.perf_counter() - clock
             records = read_suite_records(domain, world.prompts(domain, "eval"))
-            for stages in STAGES:
+            runs = [(stages, seeds[0]) for stages in STAGES]
+            runs += [("sft+dpo", seed) for seed in seeds[1:]]
+            for stages, seed in runs:
                 clock = time.perf_counter()
-                prompt = fit_prompt(replace(config, stages=stages), base, data)
-                train_seconds = time.perf_counter() - clock + generation_seconds
+                run_config = replace(config, stages=stages, seed=seed)
+                # Other seeds sample their own data; the ablation shares the first seed's.
+                run_data = data
+                if seed != seeds[0]:
+                    run_data = generate_preference_data(run_config, base, reference)
+                prompt = fit_prompt(run_config, base, run_data)
+                train_seconds = time.perf_counter() - clock
+                if seed == seeds[0]:
+                    train_seconds += generation_seconds
                 report = evaluate_loaded(
                     domain, records,
                     [(System("M", ""), base, None), (System("M+patch", ""), base, prompt),
@@ -85,6 +94,7 @@ def run(directory: Path) -> list[dict[str, Any]]:
                 row: dict[str, Any] = {
                     "domain": domain,
                     "stages": stages,
+                    "seed": seed,
                     "metric": report.primary,
                     "M": report.metric("M"),
                     "M+patch": report.metric("M+patch"),
@@ -107,7 +117,7 @@ def _line(row: dict[str, Any]) -> str:
     benign = f"{row['benign_answer_rate']:.2f}" if "benign_answer_rate" in row else "n/a"
     reference = row["M'"]
     return (
-        f"| {row['domain']} | {row['stages']} | {row['metric']} | {row['M']:.3f} | "
+        f"| {row['domain']} | {row['stages']} | {row['seed']} | {row['metric']} | {row['M']:.3f} | "
         f"{row['M+patch']:.3f} | {reference:.3f} | {row['gap_closure']:.2f} | {benign} | "
         f"{row['perplexity_ratio']:.3f} | {row['train_seconds']:.0f} |"
     )
@@ -115,9 +125,9 @@ def _line(row: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = (
-        "| domain | stages | measure | M | M+patch | M' | gap closure | benign answer rate | "
-        "perplexity vs M | train s |\n"
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| domain | stages | seed | measure | M | M+patch | M' | gap closure | "
+        "benign answer rate | perplexity vs M | train s |\n"
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     return "\n".join([header, *(_line(row) for row in rows)])
 
@@ -127,7 +137,7 @@ def failures(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         if row["stages"] != "sft+dpo":
             continue
-        where = f"{row['domain']} (SFT then DPO)"
+        where = f"{row['domain']} (SFT then DPO, seed {row['seed']})"
         if row["gap_closure"] < CLOSURE_TARGET:
             problems.append(f"{where}: gap closure {row['gap_closure']:.2f} < {CLOSURE_TARGET}")
         if row.get("benign_answer_rate", 1.0) < BENIGN_TARGET:
@@ -141,8 +151,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=_default_dir())
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0],
+        help="training seeds: the ablation runs with the first, SFT then DPO with every one",
+    )  # fmt: skip
     args = parser.parse_args()
-    rows = run(args.dir)
+    rows = run(args.dir, args.seeds)
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

@@ -96,9 +96,8 @@ def read_suite_records(suite: str, path: Path) -> list[dict[str, Any]]:
 
 def _installed_patch(spec: str, model: LoadedModel) -> Path:
     """The `.ppatch` installed on `model` that a package spec (`[ns/]name[@range]`) names."""
-    from ppatch.store import blob_path, read_installed
-
     from patchfmt import PackageSpec, fingerprint_model, parse_version
+    from ppatch.store import blob_path, read_installed
 
     wanted = PackageSpec.parse(spec)
     for patch in read_installed(fingerprint_model(model.path)).patches:

@@ -206,6 +206,7 @@ def save_untrained_model(
     """A randomly initialised model with the miniature's tokenizer (plus `extra_words`, to make
     a tokenizer that differs), saved in Hugging Face layout: a fast stand-in for tests."""
     import torch
+
     from ppatch.miniature.tokenizer import EOS, PAD, build_tokenizer
 
     path = Path(directory)

@@ -79,6 +79,7 @@ def check_config(config: TrainConfig) -> None:
     for flag, number in (
         ("--sft-steps", config.sft_steps),
         ("--dpo-steps", config.dpo_steps),
+        ("--anchor-samples", config.anchor_samples),
     ):
         if number < 0:
             raise UsageError(f"{flag} must not be negative, got {number!r}")
@@ -193,18 +194,46 @@ def generate_preference_data(
         bad = _answers_with_end(bad_answers, eos)
         sft += [Example(ids, answer) for answer in good]
         pairs += [PairExample(ids, g, b) for g, b in zip(good, bad, strict=True) if g != b]
+    identical = len(sft) - len(pairs)
+    anchors = _anchor_examples(config, base, reference)
+    sft += anchors
     description = {
         "source": "generated",
         "prompts": len(records),
         "sft_examples": len(sft),
+        "anchor_examples": len(anchors),
         "preference_pairs": len(pairs),
-        "identical_pairs_dropped": len(sft) - len(pairs),
+        "identical_pairs_dropped": identical,
         "generation": {
             "sampling": "multinomial" if config.temperature > 0 else "greedy",
             **settings,
         },
     }
     return PreferenceData(sft, pairs, description, records)
+
+
+def _anchor_examples(
+    config: TrainConfig, base: LoadedModel, reference: LoadedModel
+) -> list[Example]:
+    """Texts the reference writes from the beginning-of-text token alone, as SFT examples.
+
+    They pin down how the patched model continues a bare beginning of text, which training on
+    domain prompts alone leaves free. A tokenizer that adds no beginning-of-text token gives an
+    empty prompt, and no anchors (nothing to condition on).
+    """
+    start = encode(base, "")
+    if config.anchor_samples == 0 or not start:
+        return []
+    (texts,) = generate(
+        reference,
+        None,
+        [start],
+        samples=config.anchor_samples,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        seed=config.seed + 4,
+    )
+    return [Example(start, [*text, base.eos_id]) for text in texts]
 
 
 def pairs_from_file(

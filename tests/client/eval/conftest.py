@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from ppatch.miniature import save_untrained_model
 
 
@@ -32,9 +33,9 @@ def tiny_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def write_patch_for(model: Path, path: Path, rows: int = 3, seed: int = 0) -> Path:
     import numpy
-    from ppatch.train.modeling import load_model
 
     from patchfmt import build_manifest, fingerprint_model, weights_from_array, write_patch
+    from ppatch.train.modeling import load_model
 
     hidden = load_model(model, "cpu").hidden_size
     array = numpy.random.default_rng(seed).normal(size=(rows, hidden)).astype("float32")

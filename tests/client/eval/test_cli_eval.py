@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ppatch.cli.main import main
 from ppatch.errors import ExitCode
 from ppatch.eval.runner import parse_system
@@ -282,9 +283,8 @@ def test_patch_spec_resolves_to_the_installed_patch(
 ) -> None:
     import shutil
 
-    from ppatch.store import InstalledPatch, InstalledSet, file_sha256, store_blob, write_installed
-
     from patchfmt import fingerprint_model
+    from ppatch.store import InstalledPatch, InstalledSet, file_sha256, store_blob, write_installed
 
     copy = tmp_path / "copy.ppatch"
     shutil.copy(tiny_patch, copy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from ppatch.eval.metrics import (
     bias_measures,
     expected_maximum_toxicity,

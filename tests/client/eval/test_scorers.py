@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ppatch.errors import NotFoundError, UsageError
 from ppatch.eval.scorers import (
     ClassifierScorer,
@@ -52,8 +53,9 @@ def test_custom_lexicon() -> None:
 @pytest.fixture(scope="module")
 def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
-    from ppatch.miniature.tokenizer import build_tokenizer
     from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from ppatch.miniature.tokenizer import build_tokenizer
 
     tokenizer = build_tokenizer()
     torch.manual_seed(0)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ppatch.cli.main import main
 from ppatch.eval.metrics import gap_closure
 from ppatch.miniature import World, build_world

@@ -6,6 +6,7 @@ import random
 from dataclasses import replace
 
 import pytest
+
 from ppatch.miniature import WorldConfig
 from ppatch.miniature.corpus import sample_sequence
 from ppatch.miniature.grammar import (

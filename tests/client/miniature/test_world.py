@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import ppatch.miniature.world as world_module
 import pytest
+
+import ppatch.miniature.world as world_module
 from ppatch.miniature import WorldConfig, build_world
 from ppatch.miniature.lm import ModelShape
 

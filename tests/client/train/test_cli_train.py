@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ppatch.cli.main import main
 from ppatch.errors import ExitCode
 
@@ -22,6 +23,8 @@ TINY_FLAGS = [
     "2",
     "--max-new-tokens",
     "4",
+    "--anchor-samples",
+    "2",
 ]
 
 
@@ -93,7 +96,8 @@ def test_train_writes_a_signed_patch_recording_provenance(
     assert training["hyperparameters"]["sft_steps"] == 2
     assert training["hyperparameters"]["beta"] == 0.1
     assert training["data"]["prompts"] == 2
-    assert training["data"]["sft_examples"] == 4
+    assert training["data"]["sft_examples"] == 4 + 2
+    assert training["data"]["anchor_examples"] == 2
     assert training["data"]["generation"]["samples"] == 2
     assert "preference_accuracy" in manifest.evaluation["training_pairs"]
     assert manifest.evaluation["training_prompts"]["suite"] == "toxicity"
@@ -205,6 +209,7 @@ def test_existing_output_is_left_alone(
         (["--virtual-tokens", "0"], ExitCode.USAGE, "--virtual-tokens must be at least 1"),
         (["--sft-lr", "0"], ExitCode.USAGE, "--sft-lr must be positive"),
         (["--stages", "ppo"], ExitCode.USAGE, "--stages must be one of"),
+        (["--anchor-samples", "-1"], ExitCode.USAGE, "--anchor-samples must not be negative"),
     ],
 )
 def test_bad_flags_fail_before_any_work(

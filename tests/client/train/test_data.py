@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ppatch.errors import NotFoundError
 from ppatch.train.data import InvalidDataFileError, read_jsonl, read_pairs, read_prompts
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from ppatch.train.losses import dpo_loss, sft_loss
 
 

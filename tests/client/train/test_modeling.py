@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from ppatch.errors import NotFoundError, UsageError
 from ppatch.train.modeling import (
     answer_logprobs,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from ppatch.errors import UsageError
 from ppatch.train.modeling import load_model
 from ppatch.train.soft_prompt import init_token_ids, initial_prompt

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+
 from ppatch.train.config import TrainConfig
 from ppatch.train.modeling import LoadedModel, encode, load_model
 from ppatch.train.pipeline import PreferenceData, fit_prompt, measure_preferences
