@@ -99,7 +99,12 @@ def _installed_patch(spec: str, model: LoadedModel) -> Path:
     from patchfmt import PackageSpec, fingerprint_model, parse_version
     from ppatch.store import blob_path, read_installed
 
-    wanted = PackageSpec.parse(spec)
+    try:
+        wanted = PackageSpec.parse(spec)
+    except ValueError as error:
+        raise NotFoundError(
+            f"patch {spec!r} is neither a file nor a package spec ([namespace/]name[@range])"
+        ) from error
     for patch in read_installed(fingerprint_model(model.path)).patches:
         namespace, _, name = patch.name.partition("/")
         if name != wanted.name or wanted.namespace not in (None, namespace):

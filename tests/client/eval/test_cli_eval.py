@@ -321,6 +321,19 @@ def test_patch_spec_resolves_to_the_installed_patch(
     )
     assert missing == ExitCode.NOT_FOUND
     assert "neither a file nor installed" in capsys.readouterr().err
+    bad_spec = main(
+        _eval(
+            "--model",
+            str(tiny_model),
+            "--patch",
+            "No Such/Thing!",
+            *common,
+            "-o",
+            str(tmp_path / "y"),
+        )
+    )
+    assert bad_spec == ExitCode.NOT_FOUND
+    assert "neither a file nor a package spec" in capsys.readouterr().err
 
 
 def _metrics_of(report: Path) -> list[dict[str, float]]:
