@@ -21,12 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patchfmt.atomic import atomic_write_bytes
 from patchfmt.canonical import canonical_json, loads_strict
 from patchfmt.errors import FingerprintMismatchError, InvalidWeightsError, ModelNotFoundError
-from patchfmt.manifest import Manifest
+
+if TYPE_CHECKING:  # at run time only its method is called; pydantic loads only when needed
+    from patchfmt.manifest import Manifest
 
 __all__ = [
     "CHUNK_BYTES",
