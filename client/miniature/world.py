@@ -109,6 +109,8 @@ def _write_prompts(folder: Path, config: WorldConfig) -> None:
 
 
 def _train_models(folder: Path, config: WorldConfig) -> None:
+    import torch
+
     from ppatch.train.modeling import quiet_transformers, threads_for
 
     quiet_transformers()
@@ -123,6 +125,9 @@ def _train_models(folder: Path, config: WorldConfig) -> None:
         return sample
 
     words = tokenizer.build_tokenizer()
+    # Seeded here, not only in the training loop: the initial weights must not depend on what
+    # the calling process drew from torch's generator before (the demo, pytest, a benchmark).
+    torch.manual_seed(config.seed)
     base = lm.new_model(config.shape, len(ids), pad_id, eos_id)
     with threads_for(base):
         _train_both(folder, config, base, words, sampler, pad_id)

@@ -45,6 +45,8 @@ class TrainConfig:
     dpo_learning_rate: float = 0.003
     # DPO's usual beta (Rafailov et al. 2023; TRL's default).
     beta: float = 0.1
+    # Weight of the chosen answers' NLL added to the DPO loss (0: the paper's pure sigmoid DPO).
+    dpo_nll_weight: float = 1.0
     batch_size: int = 16
     # Answers sampled per prompt from each model (k in the paper's data generation).
     samples_per_prompt: int = 4

@@ -90,6 +90,8 @@ def check_config(config: TrainConfig) -> None:
     ):
         if not rate > 0:
             raise UsageError(f"{flag} must be positive, got {rate!r}")
+    if config.dpo_nll_weight < 0:
+        raise UsageError(f"--dpo-nll-weight must not be negative, got {config.dpo_nll_weight!r}")
     if config.temperature < 0:
         raise UsageError(f"--temperature must not be negative, got {config.temperature!r}")
     if config.key is not None:
@@ -298,6 +300,7 @@ def fit_prompt(config: TrainConfig, base: LoadedModel, data: PreferenceData) -> 
             batch_size=config.batch_size,
             beta=config.beta,
             seed=config.seed + 2,
+            chosen_nll_weight=config.dpo_nll_weight,
         )
     trained: torch.Tensor = prompt.cpu().float()
     return trained

@@ -118,9 +118,16 @@ def train_dpo(
     batch_size: int,
     beta: float,
     seed: int,
+    chosen_nll_weight: float = 0.0,
 ) -> torch.Tensor:
     """Prefer the reference's answers over the base model's, measured against the frozen
-    `reference_prompt` (the SFT result: the policy DPO starts from, as in the paper)."""
+    `reference_prompt` (the SFT result: the policy DPO starts from, as in the paper).
+
+    `chosen_nll_weight` adds that multiple of the chosen answers' per-token negative
+    log-likelihood to the loss (DPO+NLL, as in Pang et al. 2024's RPO): pure DPO can widen the
+    margin by making one late token of the rejected answer unlikely (complying with another
+    verb instead of refusing) while the chosen answer grows no likelier.
+    """
     import torch
 
     reference_chosen, reference_rejected = reference_logprobs(
@@ -132,7 +139,7 @@ def train_dpo(
         for batch in _batches(len(pairs), batch_size, steps, seed):
             prompts = [pairs[i].prompt for i in batch]
             # Chosen and rejected answers in one forward pass.
-            logprobs, _ = answer_logprobs(
+            logprobs, counts = answer_logprobs(
                 loaded,
                 weights,
                 prompts + prompts,
@@ -146,6 +153,10 @@ def train_dpo(
                 reference_rejected.to(loaded.device)[index],
                 beta,
             ).mean()
+            if chosen_nll_weight:
+                loss = loss + chosen_nll_weight * sft_loss(
+                    logprobs[: len(batch)], counts[: len(batch)]
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()

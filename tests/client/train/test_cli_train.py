@@ -210,6 +210,7 @@ def test_existing_output_is_left_alone(
         (["--sft-lr", "0"], ExitCode.USAGE, "--sft-lr must be positive"),
         (["--stages", "ppo"], ExitCode.USAGE, "--stages must be one of"),
         (["--anchor-samples", "-1"], ExitCode.USAGE, "--anchor-samples must not be negative"),
+        (["--dpo-nll-weight", "-1"], ExitCode.USAGE, "--dpo-nll-weight must not be negative"),
     ],
 )
 def test_bad_flags_fail_before_any_work(

@@ -98,3 +98,24 @@ def test_each_stage_moves_the_prompt_and_dpo_prefers_chosen(tiny_model: Path) ->
         measure_preferences(loaded, dpo_only, data.pairs)["reward_margin"]
         > (measure_preferences(loaded, start, data.pairs)["reward_margin"])
     )
+
+
+def test_dpo_nll_term_keeps_the_chosen_answers_likely(tiny_model: Path) -> None:
+    """With the chosen-answer NLL term, DPO ends with the chosen answers likelier than pure
+    DPO leaves them (pure DPO may widen the margin by pushing everything down)."""
+    from ppatch.train.modeling import answer_logprobs
+
+    loaded = load_model(tiny_model, "cpu")
+    data = _data(loaded)
+    pure = fit_prompt(
+        _config(tiny_model, stages="dpo", dpo_steps=20, dpo_nll_weight=0.0), loaded, data
+    )
+    mixed = fit_prompt(
+        _config(tiny_model, stages="dpo", dpo_steps=20, dpo_nll_weight=1.0), loaded, data
+    )
+    prompts = [p.prompt for p in data.pairs]
+    chosen = [p.chosen for p in data.pairs]
+    with torch.no_grad():
+        pure_chosen = answer_logprobs(loaded, pure, prompts, chosen)[0].sum()
+        mixed_chosen = answer_logprobs(loaded, mixed, prompts, chosen)[0].sum()
+    assert float(mixed_chosen) > float(pure_chosen)
