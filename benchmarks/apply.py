@@ -154,6 +154,7 @@ def build_variants(model: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The three runners on one set of weights, with the same virtual-token embeddings."""
     import torch
     from peft import PromptTuningConfig, TaskType, get_peft_model
+
     from ppatch.apply.patched_model import AppliedPatch, PatchedModel
 
     generator = torch.Generator().manual_seed(args.seed + 1)

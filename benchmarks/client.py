@@ -84,7 +84,9 @@ def running_registry(home: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def patch_bytes(name: str, fingerprint: str, key: Ed25519PrivateKey, shape: tuple[int, int]) -> bytes:
+def patch_bytes(
+    name: str, fingerprint: str, key: Ed25519PrivateKey, shape: tuple[int, int]
+) -> bytes:
     array = np.random.default_rng(len(name)).standard_normal(shape).astype(np.float32)
     weights = weights_from_array(array)
     manifest = build_manifest(
@@ -126,7 +128,9 @@ def run(root: Path, repeat: int) -> int:
     registry_home.mkdir()
     model.mkdir()
     rng = np.random.default_rng(0)
-    save_file({"w": rng.standard_normal((64, 64)).astype(np.float32)}, str(model / "model.safetensors"))
+    save_file(
+        {"w": rng.standard_normal((64, 64)).astype(np.float32)}, str(model / "model.safetensors")
+    )
     fingerprint = fingerprint_model(model, cache_dir=root / "fp")
     key = Ed25519PrivateKey.generate()
     (root / "key.pub").write_bytes(public_key_to_pem(key))
@@ -164,7 +168,9 @@ def run(root: Path, repeat: int) -> int:
         download = download_stage(url, big_url, big, env, repeat)
         install_cli = timed(
             [*ppatch, "install", "bench/big", "--model", str(model), "--upgrade"],
-            {**env, "PPATCH_HOME": str(root / "fresh")}, 1, lambda c: c == 0,
+            {**env, "PPATCH_HOME": str(root / "fresh")},
+            1,
+            lambda c: c == 0,
         )
     size_mb = len(big) / 1e6
     figures = {

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import torch
+
     from ppatch.apply.loading import PatchSource
     from ppatch.apply.patched_model import PatchedModel
 

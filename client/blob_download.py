@@ -22,6 +22,7 @@ from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+
 from ppatch import constants
 
 __all__ = ["direct_download_possible", "stream_blob"]

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import tomli_w
+
 from ppatch import constants
 from ppatch.atomic import atomic_write_text
 from ppatch.errors import UsageError

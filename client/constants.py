@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import platformdirs
+
 from ppatch.errors import UsageError
 
 __all__ = [

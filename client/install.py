@@ -26,9 +26,8 @@ from ppatch.resolver import Pin, Resolution, resolve
 from ppatch.trust import ensure_trusted, public_keys
 
 if TYPE_CHECKING:
-    from ppatch.registry_client import RegistryClient
-
     from patchfmt import PackageSpec
+    from ppatch.registry_client import RegistryClient
 
 __all__ = [
     "InstallAction",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import tomli_w
+
 from ppatch.errors import UsageError
 from ppatch.store import InstalledPatch, InstalledSet
 

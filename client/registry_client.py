@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 import httpx
+
 from ppatch import __version__, constants
 from ppatch.atomic import atomic_write_bytes
 from ppatch.blob_download import direct_download_possible, stream_blob

@@ -14,10 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ppatch.errors import NotFoundError, UsageError
-
 from patchfmt.names import PackageSpec
 from patchfmt.versions import VersionRange, parse_version, select_version
+from ppatch.errors import NotFoundError, UsageError
 
 __all__ = [
     "AmbiguousPackageError",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
+
 from ppatch import constants
 from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, UsageError, VerificationError

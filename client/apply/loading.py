@@ -13,10 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
-from ppatch.apply.patched_model import AppliedPatch, PatchedModel
-from ppatch.errors import NotFoundError, UsageError
-from ppatch.store import blob_path, installed_patch_paths, read_installed
-
 from patchfmt import (
     PackageSpec,
     PatchFile,
@@ -26,6 +22,9 @@ from patchfmt import (
     read_patch,
     resolve_model_path,
 )
+from ppatch.apply.patched_model import AppliedPatch, PatchedModel
+from ppatch.errors import NotFoundError, UsageError
+from ppatch.store import blob_path, installed_patch_paths, read_installed
 
 if TYPE_CHECKING:
     import torch

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ppatch.errors import ConflictError, ExitCode, NotFoundError, PpatchError, UsageError
-
 from patchfmt import (
     Manifest,
     PatchFile,
@@ -34,6 +32,7 @@ from patchfmt import (
 )
 from patchfmt.errors import InvalidWeightsError
 from patchfmt.weights import canonical_weights, inspect_weights
+from ppatch.errors import ConflictError, ExitCode, NotFoundError, PpatchError, UsageError
 
 __all__ = [
     "ADAPTER_CONFIG",

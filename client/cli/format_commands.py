@@ -16,11 +16,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import patchfmt
 from ppatch import constants
 from ppatch.errors import ConflictError, NotFoundError
 from ppatch.progress import progress
-
-import patchfmt
 
 __all__ = ["register"]
 

@@ -380,9 +380,8 @@ def _freeze(args: argparse.Namespace) -> int:
 
 
 def _outdated(args: argparse.Namespace) -> int:
-    from ppatch.registry_client import RegistryClient
-
     from patchfmt import parse_version
+    from ppatch.registry_client import RegistryClient
 
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)

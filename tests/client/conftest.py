@@ -24,8 +24,6 @@ import httpx
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from ppatch.cli.main import main as ppatch_main
-from ppatch.registry_client import RegistryClient
 from safetensors.numpy import save_file
 
 from patchfmt import (
@@ -36,6 +34,8 @@ from patchfmt import (
     sign_manifest,
     weights_from_array,
 )
+from ppatch.cli.main import main as ppatch_main
+from ppatch.registry_client import RegistryClient
 
 TOXICITY_VERSIONS = ("1.2.0", "1.2.1", "1.3.0")
 

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
+
 from ppatch.blob_download import direct_download_possible
 from ppatch.errors import NetworkError
 from ppatch.registry_client import RegistryClient

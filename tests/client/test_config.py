@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ppatch import config, constants
 from ppatch.config import Config
 from ppatch.errors import UsageError

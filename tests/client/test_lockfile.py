@@ -6,6 +6,7 @@ import pytest
 import tomli_w
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ppatch import lockfile
 from ppatch.lockfile import InvalidLockfileError
 from ppatch.store import InstalledPatch, InstalledSet

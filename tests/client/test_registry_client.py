@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+
 from ppatch.errors import ExitCode, NetworkError
 from ppatch.registry_client import RegistryClient
 from ppatch.registry_errors import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from ppatch.errors import ExitCode
 from ppatch.registry_errors import (
     ERROR_CLASSES,

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from patchfmt import VersionRange, parse_version
 from ppatch.errors import NotFoundError, UsageError
 from ppatch.resolver import (
     AmbiguousPackageError,
@@ -15,8 +17,6 @@ from ppatch.resolver import (
     UnknownPackageError,
     resolve,
 )
-
-from patchfmt import VersionRange, parse_version
 
 MODEL_A = "sha256:" + "a" * 64
 MODEL_B = "sha256:" + "b" * 64

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from ppatch import constants, store
 from ppatch.errors import NotFoundError, UsageError
 from ppatch.install import ModelTarget, record

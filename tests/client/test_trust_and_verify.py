@@ -7,14 +7,14 @@ import hashlib
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from patchfmt import FingerprintMismatchError, key_id, public_key_to_pem
 from ppatch import store, trust
 from ppatch.errors import VerificationError
 from ppatch.install import fetch_verified
 from ppatch.registry_client import RegistryClient
 from ppatch.resolver import Pin
 from ppatch.trust import KeyChangedError
-
-from patchfmt import FingerprintMismatchError, key_id, public_key_to_pem
 from tests.client.conftest import build_patch, stored_files
 
 BASE = "http://registry.test"

@@ -160,9 +160,8 @@ def install_patch_file(path: Path, fingerprint: str) -> None:
     """Record `path` as installed on the model, after those already installed."""
     import shutil
 
-    from ppatch import store
-
     from patchfmt import read_patch
+    from ppatch import store
 
     manifest = read_patch(path).manifest
     sha256 = store.file_sha256(path)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ppatch.apply.loading import apply
-from ppatch.cli.main import main
 from safetensors.numpy import save_file
 
 from patchfmt import read_patch
+from ppatch.apply.loading import apply
+from ppatch.cli.main import main
 
 from .conftest import HIDDEN, install_patch_file, write_patch_file
 

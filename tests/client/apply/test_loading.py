@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import ppatch
 import pytest
 import torch
+
+import ppatch
+from patchfmt import FingerprintMismatchError, InvalidContainerError
 from ppatch.apply.loading import apply, load_model, parse_device, parse_dtype
 from ppatch.apply.patched_model import AppliedPatch
 from ppatch.errors import NotFoundError, UsageError
-
-from patchfmt import FingerprintMismatchError, InvalidContainerError
 
 from .conftest import install_patch_file, write_patch_file
 

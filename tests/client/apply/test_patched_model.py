@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from ppatch.apply.patched_model import AppliedPatch, PatchedModel
 from ppatch.errors import UsageError
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import save_file
+
+from patchfmt import read_patch
 from ppatch.apply.loading import apply
 from ppatch.apply.peft_interop import (
     InvalidAdapterError,
@@ -17,9 +20,6 @@ from ppatch.apply.peft_interop import (
     read_peft_adapter,
 )
 from ppatch.errors import ConflictError, NotFoundError, UsageError
-from safetensors.numpy import save_file
-
-from patchfmt import read_patch
 
 from .conftest import HIDDEN, write_patch_file
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from ppatch.apply.patched_model import AppliedPatch, PatchedModel
 from ppatch.apply.prefix import PrefixStore, compute_prefix
 

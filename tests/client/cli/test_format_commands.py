@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ppatch.cli import main as cli_main
 from safetensors.numpy import save_file
 
 from patchfmt import read_patch
+from ppatch.cli import main as cli_main
 
 FIELDS: dict[str, Any] = {
     "name": "acme/toxicity",

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from ppatch import constants, store
 
 from patchfmt import public_key_to_pem
+from ppatch import constants, store
 from tests.client.conftest import Models, Registry, build_patch, free_port, stored_files
 
 pytestmark = pytest.mark.timeout(120)
