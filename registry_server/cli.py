@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from registry_server import __version__, admin
+from registry_server import fsck as fsck_module
 from registry_server.config import Settings
 from registry_server.db import create_registry_engine, session_factory
 from registry_server.errors import ErrorCode, RegistryError
@@ -268,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("namespace")
     revoke_key.add_argument("key_id")
     revoke_key.set_defaults(handler=_key_revoke)
+
+    fsck = commands.add_parser("fsck", help="check that database rows and blobs agree")
+    fsck.add_argument("--json", action="store_true", help="print a JSON report")
+    fsck.set_defaults(handler=fsck_module.run_fsck)
     return parser
 
 
