@@ -35,4 +35,11 @@ def _reject_constant(name: str) -> Any:
 def loads_strict(data: bytes) -> Any:
     """Parse UTF-8 JSON refusing duplicate keys and NaN/Infinity; `ValueError` on any problem."""
     text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
-    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    try:
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except RecursionError:
+        # A crafted "[[[[..." within the size limits would otherwise escape every caller's
+        # `except ValueError` (found by tests/patchfmt/test_fuzz_reader.py).
+        raise ValueError("JSON is nested too deeply") from None
