@@ -194,3 +194,18 @@ def test_arbitrary_safetensors_headers(header: dict[str, Any], tail: bytes) -> N
     encoded = json.dumps(header).encode()
     weights = len(encoded).to_bytes(8, "little") + encoded + tail
     _assert_typed(fuzz._with_weights(GOOD, weights))
+
+
+def test_harness_reports_an_escaping_exception(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The harness itself can fail: an exception other than `PatchFormatError` is a violation."""
+
+    def broken(data: bytes) -> None:
+        raise RecursionError("escaped")
+
+    monkeypatch.setattr(fuzz.patchfmt, "read_patch", broken)
+    assert fuzz._run(iter([("bad-input", b"PK")])) == 1
+    report = json.loads(capsys.readouterr().out.strip())
+    assert report["violation"] == "bad-input"
+    assert report["error"] == "RecursionError: escaped"
