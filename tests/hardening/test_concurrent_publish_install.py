@@ -5,6 +5,7 @@ threads: no 5xx, one row per successful publish, and rows and blobs agree afterw
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -192,3 +193,13 @@ def test_publishers_and_installers_in_parallel(
     assert set(install_statuses) <= {200, 404}
     assert install_statuses.count(200) > installers
     assert registry.problems() == []
+    # The operator's view agrees: the real `fsck` command on the server's own configuration.
+    fsck = subprocess.run(
+        [str(SERVER), "fsck", "--json"],
+        env=registry.environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert json.loads(fsck.stdout) == {"clean": True, "problems": []}
