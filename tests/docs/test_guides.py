@@ -1,12 +1,15 @@
 """Every command shown in the guides runs, so the docs cannot drift from the code.
 
-Convention (docs/README.md): a fenced block whose info string is `sh` is a runnable example. The
-blocks of one guide run in order in one bash process with `set -euo pipefail`, in a workspace
+Convention (docs/README.md): a fenced block whose info string is `sh` or `python` is a runnable
+example. The blocks of one guide run in order in one bash process with `set -euo pipefail` (a
+`python` block as a script of the venv's interpreter, each in a fresh process), in a workspace
 that holds what a reader is told they have: `./base-model` and `./reference-model` (the miniature
 world's models), `./prompts/` (its prompt files), and a registry at `$PPATCH_REGISTRY` whose data
 directory is `$PPATCH_REGISTRY_HOME`. The guides run in the order below and share the workspace
 and registry, as a vendor and then a practitioner would. A block that cannot run here (Docker,
-a cloud bucket) is preceded by `<!-- docs-test: skip (reason) -->`, and the reason is required.
+a cloud bucket, pseudocode) is preceded by `<!-- docs-test: skip (reason) -->`, and the reason is
+required. A block shown for reading only (a crontab line, a synopsis) uses `text` or no info
+string.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ RUNNABLE_GUIDES = (
     "training.md",
     "security.md",
 )
+RUNNABLE_LANGUAGES = ("sh", "python")
+# Ends the heredoc that feeds a python block to the interpreter; no guide may contain it.
+PYTHON_END = "PPATCH_DOCS_PYTHON_END"
 FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 SKIP_MARK = re.compile(r"<!--\s*docs-test:\s*skip\s*(?P<reason>\([^)]*\))?\s*-->\s*$")
 
@@ -44,24 +50,58 @@ SKIP_MARK = re.compile(r"<!--\s*docs-test:\s*skip\s*(?P<reason>\([^)]*\))?\s*-->
 class Block:
     guide: str
     line: int
+    language: str
     code: str
     skip_reason: str | None
+
+    def as_bash(self) -> str:
+        """The block as lines of the guide's bash script."""
+        if self.language == "sh":
+            return self.code
+        assert PYTHON_END not in self.code, f"{self.guide}:{self.line} contains {PYTHON_END!r}"
+        return f"python - <<'{PYTHON_END}'\n{self.code}{PYTHON_END}"
 
 
 def blocks_of(path: Path) -> list[Block]:
     text = path.read_text(encoding="utf-8")
     found = []
     for match in FENCE.finditer(text):
-        if match.group("info").strip() != "sh":
+        language = match.group("info").strip()
+        if language not in RUNNABLE_LANGUAGES:
             continue
+        line = text.count("\n", 0, match.start()) + 1  # the opening fence, 1-based
         before = text[: match.start()].rstrip("\n").splitlines()
         mark = SKIP_MARK.search(before[-1]) if before else None
         reason = None
         if mark is not None:
             reason = (mark.group("reason") or "").strip("() ")
-            assert reason, f"{path.name}:{len(before) + 1}: a skipped block needs a reason"
-        found.append(Block(path.name, len(before) + 1, match.group("body"), reason))
+            assert reason, f"{path.name}:{line}: a skipped block needs a reason"
+        found.append(Block(path.name, line, language, match.group("body"), reason))
     return found
+
+
+def test_blocks_of_keeps_sh_and_python_and_reads_skip_marks(tmp_path: Path) -> None:
+    guide = tmp_path / "guide.md"
+    guide.write_text(
+        "# Guide\n\n```sh\necho one\n```\n\n```text\nnot run\n```\n\n"
+        "<!-- docs-test: skip (needs Docker) -->\n```sh\ndocker run x\n```\n\n"
+        "```python\nprint(2)\n```\n\n```\nsynopsis\n```\n",
+        encoding="utf-8",
+    )
+    found = blocks_of(guide)
+    assert [(b.line, b.language, b.code, b.skip_reason) for b in found] == [
+        (3, "sh", "echo one\n", None),
+        (12, "sh", "docker run x\n", "needs Docker"),
+        (16, "python", "print(2)\n", None),
+    ]
+    assert found[2].as_bash() == f"python - <<'{PYTHON_END}'\nprint(2)\n{PYTHON_END}"
+
+
+def test_a_skip_mark_without_a_reason_is_refused(tmp_path: Path) -> None:
+    guide = tmp_path / "guide.md"
+    guide.write_text("<!-- docs-test: skip -->\n```sh\nfalse\n```\n", encoding="utf-8")
+    with pytest.raises(AssertionError, match="needs a reason"):
+        blocks_of(guide)
 
 
 def test_every_guide_with_commands_is_run() -> None:
@@ -141,7 +181,7 @@ def test_guide_commands_run(guide: str, workspace: DocsWorkspace) -> None:
     script = ["set -euo pipefail"]
     for block in runnable:
         script.append(f"echo '--- {guide}:{block.line}'")
-        script.append(block.code)
+        script.append(block.as_bash())
     result = subprocess.run(
         ["bash", "-c", "\n".join(script)],
         cwd=workspace.root,
