@@ -28,6 +28,36 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ppatch.cli.demo_command",
 )
 
+# Which module registers each command, so that `ppatch outdated` in a cron job imports only the
+# registry commands' module, not the train, eval and apply modules' dependencies.
+# tests/client/cli/test_main.py checks this table against what the modules register.
+COMMAND_OWNERS: dict[str, str] = {
+    **dict.fromkeys(
+        ("keygen", "pack", "inspect", "verify", "fingerprint"), "ppatch.cli.format_commands"
+    ),
+    **dict.fromkeys(
+        (
+            "search",
+            "info",
+            "install",
+            "remove",
+            "list",
+            "freeze",
+            "outdated",
+            "upgrade",
+            "publish",
+            "yank",
+            "unyank",
+            "login",
+            "trust",
+        ),
+        "ppatch.cli.registry_commands",
+    ),
+    **dict.fromkeys(("generate", "import-peft", "export-peft"), "ppatch.cli.apply_commands"),
+    **dict.fromkeys(("train", "eval", "miniature"), "ppatch.cli.build_commands"),
+    "demo": "ppatch.cli.demo_command",
+}
+
 DEBUG_VARIABLE = "PPATCH_DEBUG"
 
 
@@ -39,7 +69,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or, given a known command name, one with just that command's group."""
     parser = _Parser(
         prog="ppatch",
         description="Install, apply, build and publish safety patches for language models.",
@@ -48,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         title="commands", metavar="COMMAND", parser_class=_Parser, required=True
     )
-    for module_name in COMMAND_MODULES:
+    owner = COMMAND_OWNERS.get(command or "")
+    modules = [owner] if owner in COMMAND_MODULES else COMMAND_MODULES
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
@@ -76,8 +109,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(arguments[0] if arguments else None)
+    args = parser.parse_args(arguments)
     debug = bool(os.environ.get(DEBUG_VARIABLE))
     try:
         code = int(args.handler(args))
