@@ -59,6 +59,8 @@ COMMAND_OWNERS: dict[str, str] = {
 }
 
 DEBUG_VARIABLE = "PPATCH_DEBUG"
+# What a shell reports for a process ended by SIGPIPE (128 + 13).
+BROKEN_PIPE_EXIT = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ppatch: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`ppatch list | head`): stop quietly, as piped Unix tools do, and
+        # keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
     except (PpatchError, OSError, ValueError) as error:
         if debug:
             raise

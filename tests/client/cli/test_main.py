@@ -51,3 +51,21 @@ def test_unknown_command_is_a_usage_error_listing_the_commands(
     assert exited.value.code == 2
     error = capsys.readouterr().err
     assert "invalid choice: 'frobnicate'" in error and "outdated" in error
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    probe = (
+        "import argparse, sys\n"
+        "from ppatch.cli import main as cli\n"
+        "def handler(args):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "def build(command=None):\n"
+        "    parser = argparse.ArgumentParser()\n"
+        "    parser.set_defaults(handler=handler)\n"
+        "    return parser\n"
+        "cli.build_parser = build\n"
+        "sys.exit(cli.main([]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == cli_main.BROKEN_PIPE_EXIT
+    assert result.stderr == ""
