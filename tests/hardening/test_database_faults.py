@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import sys
 import threading
 import time
@@ -161,9 +162,10 @@ def _terminate_backends(database_url: str) -> int:
     return len(rows)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="registry bug found here (reported, not fixed): after backends are terminated "
+@pytest.mark.skipif(
+    not os.environ.get("PPATCH_REPRODUCE_KNOWN_BUGS"),
+    reason="reproduces an open registry bug (run it with PPATCH_REPRODUCE_KNOWN_BUGS=1): "
+    "after backends are terminated "
     "under load, a `serve` subprocess closes some search requests unanswered and then stops "
     "answering index and search reads (ReadTimeout) until restarted; seen 2 of 2 runs as a "
     "subprocess, not when uvicorn runs in-process",
