@@ -8,15 +8,15 @@ It holds no data: every call asks the database, so any number of processes agree
 
 - SQLite: a plain DB-API connection per calling thread, queried inline (tens of microseconds,
   shorter than a hop to the thread pool).
-- PostgreSQL: a few psycopg async connections per event loop, so the loop serves other requests
-  while the database answers instead of waiting on the socket.
+- PostgreSQL: psycopg async connections (two per event loop), so the loop serves other requests
+  while the database answers, and lookups that arrive while a query runs are batched into the
+  next one (one round trip answers many polls).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import re
 import threading
 import weakref
@@ -114,63 +114,148 @@ class DbapiEtagLookup:
                 connection.invalidate()
 
 
-class _LoopConnections:
+_BATCH_SQL = (
+    "SELECT namespaces.name, packages.name, packages.index_etag"
+    " FROM unnest(%s::text[], %s::text[]) AS wanted(namespace, name)"
+    " JOIN namespaces ON namespaces.name = wanted.namespace"
+    " JOIN packages ON packages.namespace_id = namespaces.id AND packages.name = wanted.name"
+)
+
+_Key = tuple[str, str]
+
+
+class _LoopBatcher:
+    """The lookups of one event loop: those waiting for a query, and the connections."""
+
     def __init__(self, size: int) -> None:
-        self.slots: list[Any] = [None] * size
-        self.turn = itertools.cycle(range(size))
-        self.connecting = [asyncio.Lock() for _ in range(size)]
+        self.waiting: dict[_Key, list[asyncio.Future[str | None]]] = {}
+        self.connections: list[Any] = [None] * size
+        self.free_slots = list(range(size))
+        self.start_scheduled = False
+        self.running: set[asyncio.Task[None]] = set()
+        self.closed = False
 
 
 class AsyncPostgresEtagLookup:
-    """A few psycopg async connections per event loop, used in turn."""
+    """Batches the lookups of each event loop into one query per round trip.
 
-    def __init__(self, conninfo: str, *, connections: int = 4, connect_timeout: int = 5) -> None:
+    A lookup never joins a query that is already running: it waits for the next one, which
+    starts after it was asked, so no answer is older than its request (a poll right after a
+    publish sees the publish). While a query runs, every lookup that arrives queues, and the
+    next query answers them all: under the load of many deployments polling, one round trip
+    to PostgreSQL answers dozens of requests instead of one, and an idle server answers a
+    single lookup with no added wait (the query starts on the next turn of the loop).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        connections: int = 2,
+        connect_timeout: int = 5,
+        query_timeout: float = 5.0,
+    ) -> None:
         self._conninfo = conninfo
         self._size = connections
         self._connect_timeout = connect_timeout
-        self._sql = _ETAG_SQL.format("%s")
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopConnections] = (
+        self._query_timeout = query_timeout
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBatcher] = (
             weakref.WeakKeyDictionary()
         )
 
-    def _for_loop(self) -> _LoopConnections:
+    def _for_loop(self) -> _LoopBatcher:
         loop = asyncio.get_running_loop()
-        connections = self._loops.get(loop)
-        if connections is None:
-            connections = self._loops[loop] = _LoopConnections(self._size)
-        return connections
+        batcher = self._loops.get(loop)
+        if batcher is None:
+            batcher = self._loops[loop] = _LoopBatcher(self._size)
+        return batcher
 
     async def fetch(self, namespace: str, name: str) -> str | None:
+        batcher = self._for_loop()
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        batcher.waiting.setdefault((namespace, name), []).append(answer)
+        self._schedule_start(batcher)
+        return await answer
+
+    def _schedule_start(self, batcher: _LoopBatcher) -> None:
+        # On the next turn of the loop, so that lookups arriving in this one share the query.
+        if batcher.closed or batcher.start_scheduled:
+            return
+        if batcher.waiting and batcher.free_slots:
+            batcher.start_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_query, batcher)
+
+    def _start_query(self, batcher: _LoopBatcher) -> None:
+        batcher.start_scheduled = False
+        if batcher.closed or not batcher.waiting or not batcher.free_slots:
+            return
+        slot = batcher.free_slots.pop()
+        batch, batcher.waiting = batcher.waiting, {}
+        task = asyncio.get_running_loop().create_task(self._answer(batcher, slot, batch))
+        batcher.running.add(task)
+        task.add_done_callback(batcher.running.discard)
+
+    async def _answer(
+        self, batcher: _LoopBatcher, slot: int, batch: dict[_Key, list[asyncio.Future[str | None]]]
+    ) -> None:
         import psycopg
 
-        pool = self._for_loop()
-        slot = next(pool.turn)
+        keys = list(batch)
         try:
-            connection = pool.slots[slot]
-            if connection is None or connection.closed:
-                async with pool.connecting[slot]:
-                    connection = pool.slots[slot]
-                    if connection is None or connection.closed:
-                        connection = await psycopg.AsyncConnection.connect(
-                            self._conninfo,
-                            autocommit=True,
-                            prepare_threshold=0,
-                            connect_timeout=self._connect_timeout,
-                        )
-                        pool.slots[slot] = connection
-            cursor = await connection.execute(self._sql, (namespace, name))
-            row = await cursor.fetchone()
-        except psycopg.Error as error:
-            broken, pool.slots[slot] = pool.slots[slot], None
+            etags = await asyncio.wait_for(self._query(batcher, slot, keys), self._query_timeout)
+        except asyncio.CancelledError:  # shutting down: the waiting requests end too
+            for answers in batch.values():
+                for answer in answers:
+                    answer.cancel()
+            raise
+        except (psycopg.Error, OSError, TimeoutError) as error:
+            # A query cut short leaves its connection in an unknown state: open a new one.
+            broken, batcher.connections[slot] = batcher.connections[slot], None
             if broken is not None:
                 with contextlib.suppress(Exception):
                     await broken.close()
-            raise OperationalError(self._sql, (namespace, name), error) from error
-        return None if row is None else quoted_etag(str(row[0]))
+            for key, answers in batch.items():
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_exception(OperationalError(_BATCH_SQL, key, error))
+        else:
+            for key, answers in batch.items():
+                etag = etags.get(key)
+                for answer in answers:
+                    if not answer.done():  # a request cancelled while it waited
+                        answer.set_result(None if etag is None else quoted_etag(etag))
+        finally:
+            batcher.free_slots.append(slot)
+            self._schedule_start(batcher)
+
+    async def _query(self, batcher: _LoopBatcher, slot: int, keys: list[_Key]) -> dict[_Key, str]:
+        import psycopg
+
+        connection = batcher.connections[slot]
+        if connection is None or connection.closed:
+            connection = await psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                prepare_threshold=0,
+                connect_timeout=self._connect_timeout,
+            )
+            batcher.connections[slot] = connection
+        namespaces, names = [key[0] for key in keys], [key[1] for key in keys]
+        cursor = await connection.execute(_BATCH_SQL, (namespaces, names))
+        return {(row[0], row[1]): str(row[2]) for row in await cursor.fetchall()}
 
     async def aclose(self) -> None:
-        pool = self._loops.pop(asyncio.get_running_loop(), None)
-        for connection in pool.slots if pool else []:
+        batcher = self._loops.pop(asyncio.get_running_loop(), None)
+        if batcher is None:
+            return
+        batcher.closed = True
+        for task in list(batcher.running):
+            task.cancel()
+        await asyncio.gather(*batcher.running, return_exceptions=True)
+        for answers in batcher.waiting.values():
+            for answer in answers:
+                answer.cancel()
+        for connection in batcher.connections:
             if connection is not None:
                 with contextlib.suppress(Exception):
                     await connection.close()
