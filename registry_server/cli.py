@@ -56,6 +56,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _grace_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid grace period {text!r}: not a number") from None
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"invalid grace period {text!r}: expected seconds, 0 or more"
+        )
+    return value
+
+
 def _is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -287,6 +299,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     fsck = commands.add_parser("fsck", help="check that database rows and blobs agree")
     fsck.add_argument("--json", action="store_true", help="print a JSON report")
+    fsck.add_argument(
+        "--repair",
+        action="store_true",
+        help="first remove orphan blobs and temporary files older than the grace period "
+        "(never a blob that has a row), then report what is left",
+    )
+    fsck.add_argument(
+        "--grace",
+        type=_grace_seconds,
+        metavar="SECONDS",
+        help="with --repair: keep anything written less than SECONDS ago (default "
+        f"{fsck_module.DEFAULT_GRACE_SECONDS:g}), since another server process may be between "
+        "storing a blob and committing its row right now; 0 only when no server is running",
+    )
     fsck.set_defaults(handler=fsck_module.run_fsck)
     return parser
 

@@ -4,7 +4,14 @@ Three kinds of problem are found: a blob with no artifact row (an upload that di
 storing its bytes and committing its row, or a row removed by hand), an artifact row whose blob
 is missing, and an artifact row whose blob's bytes no longer hash to the recorded sha256 (or
 have another size). Every blob is re-hashed, so the check reads the whole store once.
-Nothing is changed: fsck reports, the operator decides.
+Plain `fsck` changes nothing: it reports, the operator decides.
+
+`fsck --repair` removes the one kind of leftover that is safe to remove: orphan blobs and
+temporary files of interrupted writes, and only those older than a grace period. The upload
+path stores a blob before it commits the blob's row, so an orphan can be an upload that another
+server process is finishing right now; every upload (re)writes its blob, which makes the blob
+young again, so a grace period far longer than one upload (default one hour) protects it. A
+blob with a row, a missing or corrupt blob, and a file that is not a blob are never touched.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -33,15 +41,22 @@ from registry_server.storage import (
 )
 
 __all__ = [
+    "DEFAULT_GRACE_SECONDS",
     "EXIT_PROBLEMS",
     "FsckProblem",
     "ProblemKind",
+    "RepairReport",
+    "RepairedObject",
+    "StoredObject",
     "check_registry",
+    "repair_registry",
     "run_fsck",
-    "stored_digests",
+    "stored_objects",
 ]
 
 EXIT_PROBLEMS = 1
+# Far longer than any upload takes between storing its blob and committing its row.
+DEFAULT_GRACE_SECONDS = 3600.0
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -65,43 +80,68 @@ class FsckProblem:
         return {**asdict(self), "kind": self.kind.value}
 
 
-def stored_digests(storage: BlobStorage) -> Iterator[tuple[str, str | None]]:
-    """Every object in the store: (digest, None) for a blob, (name, reason) for anything else
-    found where blobs live (a leftover temporary file, a file under the wrong name)."""
+@dataclass(frozen=True)
+class StoredObject:
+    """One object found where blobs live: a blob (`reason` None, `name` its digest) or anything
+    else (`name` its path or key below `sha256/`, `reason` what it is)."""
+
+    name: str
+    reason: str | None
+    modified: float  # POSIX seconds of the last write
+    temporary: bool = False  # a leftover temporary file of an interrupted write
+
+
+_TEMPORARY_REASON = "temporary file left by an interrupted write"
+
+
+def stored_objects(storage: BlobStorage) -> Iterator[StoredObject]:
+    """Every object in the store, blobs and anything else (sorted by name for local stores)."""
     if isinstance(storage, LocalStorage):
-        yield from _local_digests(storage.root)
+        yield from _local_objects(storage.root)
     elif isinstance(storage, S3Storage):
-        yield from _s3_digests(storage)
+        yield from _s3_objects(storage)
     else:  # pragma: no cover - the two stores above are the only ones open_storage builds
         raise TypeError(f"fsck cannot list a {type(storage).__name__!r} store")
 
 
-def _local_digests(root: Path) -> Iterator[tuple[str, str | None]]:
+def _local_objects(root: Path) -> Iterator[StoredObject]:
     base = root / "sha256"
     if not base.is_dir():
         return
     for path in sorted(base.rglob("*")):
-        if not path.is_file():
+        try:
+            if not path.is_file():
+                continue
+            modified = path.stat().st_mtime
+        except FileNotFoundError:  # renamed or removed by a live writer since the listing
             continue
         relative = str(path.relative_to(base))
         if _DIGEST.fullmatch(path.name) and path.parent.name == path.name[:2]:
-            yield path.name, None
+            yield StoredObject(path.name, None, modified)
         elif path.name.startswith(".upload-"):
-            yield relative, "temporary file left by an interrupted write"
+            yield StoredObject(relative, _TEMPORARY_REASON, modified, temporary=True)
         else:
-            yield relative, "file that is not a blob (name is not its sha256)"
+            reason = "file that is not a blob (name is not its sha256)"
+            yield StoredObject(relative, reason, modified)
 
 
-def _s3_digests(storage: S3Storage) -> Iterator[tuple[str, str | None]]:
-    prefix = f"{storage.prefix}/sha256/" if storage.prefix else "sha256/"
+def _s3_prefix(storage: S3Storage) -> str:
+    return f"{storage.prefix}/sha256/" if storage.prefix else "sha256/"
+
+
+def _s3_objects(storage: S3Storage) -> Iterator[StoredObject]:
+    # S3 writes are atomic (an object appears whole or not at all): no temporary objects.
+    prefix = _s3_prefix(storage)
     paginator = storage._client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=storage.bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             name = str(item["Key"])[len(prefix) :]
+            modified = item["LastModified"].timestamp()
             if _DIGEST.fullmatch(name):
-                yield name, None
+                yield StoredObject(name, None, modified)
             else:
-                yield name, "object that is not a blob (key is not its sha256)"
+                reason = "object that is not a blob (key is not its sha256)"
+                yield StoredObject(name, reason, modified)
 
 
 def _hash_blob(storage: BlobStorage, digest: str) -> tuple[str, int]:
@@ -120,9 +160,10 @@ def check_registry(engine: Engine, storage: BlobStorage) -> list[FsckProblem]:
     expected_sizes = {sha256: size for sha256, size in rows}
     problems: list[FsckProblem] = []
     seen: set[str] = set()
-    for name, reason in stored_digests(storage):
-        if reason is not None:
-            problems.append(FsckProblem(ProblemKind.STRAY_FILE, name, reason))
+    for item in stored_objects(storage):
+        name = item.name
+        if item.reason is not None:
+            problems.append(FsckProblem(ProblemKind.STRAY_FILE, name, item.reason))
             continue
         seen.add(name)
         if name not in expected_sizes:
@@ -154,10 +195,111 @@ def _check_blob(storage: BlobStorage, digest: str, expected_size: int) -> list[F
     return []
 
 
-def run_fsck(args: Any, settings: Settings) -> int:
-    """The `fsck` command: one line per problem (or a JSON report), exit 1 when any."""
-    from registry_server.cli import CommandError  # the CLI imports this module's handler
+@dataclass(frozen=True)
+class RepairedObject:
+    """An orphan blob or temporary file that `--repair` removed, or kept because it was young."""
 
+    kind: ProblemKind
+    name: str
+    age_seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "name": self.name, "age_seconds": self.age_seconds}
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    removed: list[RepairedObject]
+    kept: list[RepairedObject]  # younger than the grace period: maybe an upload in progress
+
+
+def _has_row(engine: Engine, digest: str) -> bool:
+    with engine.connect() as connection:
+        found = connection.scalar(select(Artifact.sha256).where(Artifact.sha256 == digest))
+    return found is not None
+
+
+def _modified_now(storage: BlobStorage, item: StoredObject) -> float | None:
+    """The object's last write as of now (None when it is gone): an upload may have rewritten
+    it since the listing, which makes it young again."""
+    if isinstance(storage, LocalStorage):
+        try:
+            return (storage.root / "sha256" / _local_relative(item)).stat().st_mtime
+        except FileNotFoundError:
+            return None
+    assert isinstance(storage, S3Storage) and not item.temporary
+    try:
+        head = storage._call("lookup", item.name, storage._client.head_object)
+    except BlobNotFoundError:
+        return None
+    return float(head["LastModified"].timestamp())
+
+
+def _local_relative(item: StoredObject) -> str:
+    return item.name if item.temporary else f"{item.name[:2]}/{item.name}"
+
+
+def _remove(storage: BlobStorage, item: StoredObject) -> None:
+    if item.temporary:
+        assert isinstance(storage, LocalStorage)  # only local stores have temporary files
+        (storage.root / "sha256" / item.name).unlink(missing_ok=True)
+    else:
+        storage.delete(item.name)
+
+
+def repair_registry(
+    engine: Engine,
+    storage: BlobStorage,
+    *,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    now: Callable[[], float] = time.time,
+) -> RepairReport:
+    """Remove orphan blobs and temporary files last written at least `grace_seconds` ago.
+
+    The store is listed before the rows are read, so a blob whose row was committed before the
+    listing ends is never a candidate. Right before each removal the row is looked up and the
+    age read again: an upload that adopted the orphan meanwhile rewrote it (young again) or
+    committed its row (no longer an orphan), and either keeps it.
+    """
+    if grace_seconds < 0:
+        raise ValueError(f"grace period {grace_seconds!r} s is negative: expected 0 or more")
+    listed = list(stored_objects(storage))
+    with engine.connect() as connection:
+        rows = set(connection.scalars(select(Artifact.sha256)).all())
+    removed: list[RepairedObject] = []
+    kept: list[RepairedObject] = []
+    for item in listed:
+        if item.temporary:
+            kind = ProblemKind.STRAY_FILE
+        elif item.reason is None and item.name not in rows:
+            kind = ProblemKind.ORPHAN_BLOB
+        else:
+            continue  # a blob with a row, or a file that is not a blob: the operator's call
+        age = now() - item.modified
+        if age >= grace_seconds:
+            if kind is ProblemKind.ORPHAN_BLOB and _has_row(engine, item.name):
+                continue
+            modified = _modified_now(storage, item)
+            if modified is None:
+                continue
+            age = now() - modified
+        if age < grace_seconds:
+            kept.append(RepairedObject(kind, item.name, round(age, 1)))
+            continue
+        _remove(storage, item)
+        removed.append(RepairedObject(kind, item.name, round(age, 1)))
+    return RepairReport(removed, kept)
+
+
+def run_fsck(args: Any, settings: Settings) -> int:
+    """The `fsck` command: one line per problem (or a JSON report), exit 1 when any. With
+    `--repair`, first remove old orphan blobs and temporary files, then report what is left."""
+    from registry_server.cli import EXIT_USAGE, CommandError  # the CLI imports this module
+
+    repair = bool(getattr(args, "repair", False))
+    grace = getattr(args, "grace", None)
+    if grace is not None and not repair:
+        raise CommandError("--grace applies to --repair only: add --repair", EXIT_USAGE)
     engine = create_registry_engine(settings.resolved_database_url)
     try:
         state, revision = schema_state(engine)
@@ -171,13 +313,31 @@ def run_fsck(args: Any, settings: Settings) -> int:
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
         )
+        grace_seconds = DEFAULT_GRACE_SECONDS if grace is None else float(grace)
+        repaired = repair_registry(engine, storage, grace_seconds=grace_seconds) if repair else None
         problems = check_registry(engine, storage)
     finally:
         engine.dispose()
     if args.json:
-        report = {"clean": not problems, "problems": [p.as_json() for p in problems]}
+        report: dict[str, Any] = {
+            "clean": not problems,
+            "problems": [p.as_json() for p in problems],
+        }
+        if repaired is not None:
+            report["grace_seconds"] = grace_seconds
+            report["removed"] = [item.as_json() for item in repaired.removed]
+            report["kept"] = [item.as_json() for item in repaired.kept]
         print(json.dumps(report, indent=2))
     else:
+        if repaired is not None:
+            for item in repaired.removed:
+                age = f"{item.age_seconds:g}"
+                print(f"removed {item.kind.value} {item.name}: last written {age} s ago")
+            for item in repaired.kept:
+                print(
+                    f"kept {item.kind.value} {item.name}: last written {item.age_seconds:g} s "
+                    f"ago, within the {grace_seconds:g} s grace period"
+                )
         for problem in problems:
             print(problem.line())
         if not problems:
