@@ -160,9 +160,10 @@ class LiveRegistry:
             self.process.stderr.close()
         self.process = None
 
-    def fsck(self) -> subprocess.CompletedProcess[str]:
+    def fsck(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`ppatch-registry fsck ARGS` on this registry's configuration."""
         return subprocess.run(
-            [str(SERVE), "fsck"],
+            [str(SERVE), "fsck", *args],
             env=self.environment(),
             capture_output=True,
             text=True,
