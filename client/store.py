@@ -7,21 +7,28 @@ Layout under `ppatch.constants.data_dir()`:
   so two concurrent `ppatch install`s on one model serialize instead of losing an update.
 
 Every write is atomic (temporary file, then rename). A download goes to a unique temporary file
-next to the blobs and is renamed into place only after it was verified, so an interrupted or
-refused download leaves nothing behind (huggingface_hub's `_download_to_tmp_and_move`).
+in `blobs/tmp/` and is renamed into place only after it was verified, so an interrupted or
+refused download leaves nothing behind (huggingface_hub's `_download_to_tmp_and_move`). A
+process killed mid-download (kill -9, power loss) cannot remove its temporary file: the
+download holds an exclusive lock on that file while it runs, and the next download removes
+every temporary file that nobody locks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import re
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ppatch import constants
@@ -41,6 +48,7 @@ __all__ = [
     "installed_patch_paths",
     "model_lock",
     "read_installed",
+    "remove_stale_downloads",
     "store_blob",
     "temporary_download",
     "write_installed",
@@ -50,6 +58,14 @@ STATE_FORMAT = "ppatch-installed/1"
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT = re.compile(r"sha256:([0-9a-f]{64})")
 LOCK_TIMEOUT_SECONDS = 300.0
+_DOWNLOAD_PREFIX, _DOWNLOAD_SUFFIX = "download-", ".part"
+# A download locks its temporary file right after creating it; this much age covers that
+# instant, so an unlocked file older than it belongs to a process that died.
+UNLOCKED_DOWNLOAD_GRACE_SECONDS = 10.0
+# Where there are no advisory file locks (Windows), only files that no live download could
+# still be writing: one that idled this long would have timed out long ago.
+STALE_DOWNLOAD_SECONDS = 24 * 3600.0
+_fcntl: ModuleType | None = None if sys.platform == "win32" else importlib.import_module("fcntl")
 
 
 class CorruptStateError(PpatchError):
@@ -127,12 +143,62 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _downloads_dir() -> Path:
+    return constants.blobs_dir() / "tmp"
+
+
+def _locked_by_someone(path: Path) -> bool:
+    """True when a live download holds `path`'s lock (or the file is already gone)."""
+    assert _fcntl is not None
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # finished or removed meanwhile: nothing to do
+    try:
+        _fcntl.flock(descriptor, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # also releases the lock if we took it
+    return False
+
+
+def remove_stale_downloads(now: float | None = None) -> list[Path]:
+    """Remove the temporary files of downloads whose process died; the removed paths.
+
+    A running download locks its file, so any other process can tell a leftover from a file
+    being written, whatever model the download is for.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    for path in sorted(_downloads_dir().glob(f"{_DOWNLOAD_PREFIX}*{_DOWNLOAD_SUFFIX}")):
+        try:
+            age = now - path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if _fcntl is None:
+            if age < STALE_DOWNLOAD_SECONDS:
+                continue
+        elif age < UNLOCKED_DOWNLOAD_GRACE_SECONDS or _locked_by_someone(path):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def temporary_download() -> Iterator[tuple[Path, BinaryIO]]:
-    """A unique temporary file beside the blobs; removed on exit unless it was moved away."""
-    folder = constants.blobs_dir() / "tmp"
+    """A unique temporary file beside the blobs, locked while it is open; removed on exit
+    unless it was moved away. Leftovers of killed downloads are removed first."""
+    folder = _downloads_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(prefix="download-", suffix=".part", dir=folder)
+    remove_stale_downloads()
+    descriptor, name = tempfile.mkstemp(
+        prefix=_DOWNLOAD_PREFIX, suffix=_DOWNLOAD_SUFFIX, dir=folder
+    )
+    if _fcntl is not None:
+        _fcntl.flock(descriptor, _fcntl.LOCK_EX)  # released by the kernel however we exit
     path = Path(name)
     try:
         with os.fdopen(descriptor, "w+b") as handle:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -151,3 +154,70 @@ def test_concurrent_records_on_one_model_serialize() -> None:
     assert errors == []
     installed = store.read_installed(MODEL)
     assert sorted(p.name for p in installed.patches) == sorted(p.name for p in entries)
+
+
+# -- leftovers of killed downloads ------------------------------------------------------------
+
+
+def _downloads() -> list[Path]:
+    return sorted((constants.blobs_dir() / "tmp").glob("download-*.part"))
+
+
+def _backdate(path: Path, seconds: float) -> None:
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+def test_a_killed_download_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """A real process dies with SIGKILL mid-download: its file stays, unlocked, until the next
+    download removes it (once it is older than the instant between creating and locking)."""
+    ready = tmp_path / "ready"
+    code = (
+        "import pathlib, time\n"
+        "from ppatch import store\n"
+        "with store.temporary_download() as (path, handle):\n"
+        "    handle.write(b'half a patch'); handle.flush()\n"
+        f"    pathlib.Path({str(ready)!r}).write_text(str(path))\n"
+        "    time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 30
+    while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    leftover = Path(ready.read_text())
+    _backdate(leftover, store.UNLOCKED_DOWNLOAD_GRACE_SECONDS + 1)
+    assert store.remove_stale_downloads() == []  # still running: its lock protects it
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    assert _downloads() == [leftover]  # no cleanup ran in the killed process
+
+    digest = add_blob(b"the next download")
+    assert _downloads() == []
+    assert store.blob_path(digest).read_bytes() == b"the next download"
+
+
+def test_a_young_unlocked_file_is_kept() -> None:
+    """It may be a download that created its file and has not locked it yet."""
+    folder = constants.blobs_dir() / "tmp"
+    folder.mkdir(parents=True)
+    young = folder / "download-young.part"
+    young.write_bytes(b"x")
+    assert store.remove_stale_downloads() == []
+    assert store.remove_stale_downloads(now=time.time() + 60) == [young]
+    assert not young.exists()
+
+
+def test_without_file_locks_only_day_old_files_are_removed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store, "_fcntl", None)
+    folder = constants.blobs_dir() / "tmp"
+    folder.mkdir(parents=True)
+    hour, day = folder / "download-hour.part", folder / "download-day.part"
+    for path, age in ((hour, 3600), (day, store.STALE_DOWNLOAD_SECONDS + 1)):
+        path.write_bytes(b"x")
+        _backdate(path, age)
+    (folder / "unrelated.txt").write_bytes(b"not ours")
+    _backdate(folder / "unrelated.txt", store.STALE_DOWNLOAD_SECONDS + 1)
+    assert store.remove_stale_downloads() == [day]
+    assert sorted(p.name for p in folder.iterdir()) == ["download-hour.part", "unrelated.txt"]
