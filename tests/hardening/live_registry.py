@@ -51,8 +51,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def build_patch(key: Ed25519PrivateKey, version: str, *, seed: int = 0, size: int = 4) -> bytes:
-    array = np.random.default_rng(seed).standard_normal((size, 8)).astype(np.float32)
+def build_patch(
+    key: Ed25519PrivateKey,
+    version: str,
+    *,
+    seed: int = 0,
+    size: int = 4,
+    width: int = 8,
+    fingerprint: str = FINGERPRINT,
+) -> bytes:
+    """A signed `acme/toxicity` patch of `size` virtual tokens x `width` float32 weights."""
+    array = np.random.default_rng(seed).standard_normal((size, width)).astype(np.float32)
     weights = patchfmt.weights_from_array(array)
     manifest = patchfmt.build_manifest(
         {
@@ -61,7 +70,7 @@ def build_patch(key: Ed25519PrivateKey, version: str, *, seed: int = 0, size: in
             "domain": "toxicity",
             "summary": "hardening",
             "license": "Apache-2.0",
-            "base_model": {"id": "tiny-model", "fingerprint": FINGERPRINT},
+            "base_model": {"id": "tiny-model", "fingerprint": fingerprint},
             "evaluation": {"toxicity_probability": 0.1},
             "created": "2026-11-28T10:00:00Z",
         },
@@ -182,11 +191,16 @@ def publish(
 
 
 class TcpProxy:
-    """A loopback TCP proxy to PostgreSQL that a test can cut (every live connection closed,
-    new ones accepted and closed at once) and restore, without touching the database service."""
+    """A loopback TCP proxy (to PostgreSQL unless told otherwise) that a test can cut (every
+    live connection closed, new ones accepted and closed at once) and restore, without touching
+    the service behind it. With `rate`, each connection forwards at most that many bytes per
+    second in each direction (a slow network, so a download lasts long enough to be killed)."""
 
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
+    def __init__(
+        self, target: tuple[str, int] = ("127.0.0.1", 5432), *, rate: float | None = None
+    ) -> None:
         self.target = target
+        self.rate = rate
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.2)  # so close() is noticed by the accepting thread
         self.port = int(self._listener.getsockname()[1])
@@ -230,6 +244,8 @@ class TcpProxy:
                     if not chunk:
                         return
                     peers[source].sendall(chunk)
+                    if self.rate:
+                        time.sleep(len(chunk) / self.rate)
         except (OSError, ValueError):
             return
         finally:
