@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,41 +21,16 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 import patchfmt
-from registry_server import admin
-from registry_server.db import create_registry_engine, session_factory
+from registry_server.db import create_registry_engine
 from registry_server.migrations import upgrade
 
-FINGERPRINT = "sha256:" + "d" * 64
+# The server-start loop, namespace setup and patch builder are the hardening tests' own.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.hardening import live_registry as live
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _patch(key: patchfmt.Ed25519PrivateKey, version: str, seed: int) -> bytes:
-    array = np.random.default_rng(seed).standard_normal((20, 64)).astype(np.float32)
-    weights = patchfmt.weights_from_array(array)
-    manifest = patchfmt.build_manifest(
-        {
-            "name": "acme/toxicity",
-            "version": version,
-            "domain": "toxicity",
-            "summary": "soak",
-            "license": "Apache-2.0",
-            "base_model": {"id": "tiny", "fingerprint": FINGERPRINT},
-            "evaluation": {"toxicity_probability": 0.1},
-            "created": "2026-11-28T10:00:00Z",
-        },
-        weights,
-    )
-    return patchfmt.pack_patch(
-        manifest, weights, patchfmt.sign_manifest(manifest.canonical_bytes(), key)
-    )
+FINGERPRINT = live.FINGERPRINT
 
 
 def _rss_kib(pid: int) -> int:
@@ -80,47 +51,20 @@ def main() -> int:
     url = f"sqlite:///{home / 'registry.db'}"
     engine = create_registry_engine(url)
     upgrade(engine)
-    key = patchfmt.generate_private_key()
-    with session_factory(engine)() as session:
-        admin.create_namespace(session, "acme", admin.CLI_ACTOR)
-        admin.add_key(
-            session, "acme", patchfmt.public_key_to_pem(key.public_key()), admin.CLI_ACTOR
-        )
-        token = admin.create_token(session, "acme", "publish", admin.CLI_ACTOR).value
-        session.commit()
     engine.dispose()
-
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PPATCH_REGISTRY_HOME": str(home),
-        "PPATCH_REGISTRY_DATABASE_URL": url,
-    }
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ppatch-registry"), "serve", "--port", str(port),
-         "--log-level", "warning"],
-        env=env,
-        start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    key = patchfmt.generate_private_key()
+    token = live.prepare_registry(url, key)
+    registry = live.LiveRegistry(home, url)
+    registry.start()
+    assert registry.process is not None
+    server = registry.process
+    base = registry.url
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
         blobs = []
         with httpx.Client(base_url=base, timeout=30) as client:
             for i in range(3):
-                answer = client.post(
-                    "/api/v1/packages/acme/toxicity/releases",
-                    files={"file": ("p.ppatch", _patch(key, f"1.0.{i}", i))},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
+                patch = live.build_patch(key, f"1.0.{i}", seed=i, size=20, width=64)
+                answer = live.publish(client, token, patch)
                 answer.raise_for_status()
                 blobs.append(answer.json()["url"])
             etag = client.get("/api/v1/packages/acme/toxicity").headers["etag"]
@@ -185,8 +129,7 @@ def main() -> int:
         print(json.dumps(report))
         return 0 if not errors else 1
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        registry.kill()
 
 
 if __name__ == "__main__":
