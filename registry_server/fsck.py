@@ -1,13 +1,15 @@
 """`ppatch-registry fsck`: check that the database and the blob store agree.
 
-Three kinds of problem are found: a blob with no artifact row (an upload that died between
+Four kinds of problem are found: a blob with no artifact row (an upload that died between
 storing its bytes and committing its row, or a row removed by hand), an artifact row whose blob
-is missing, and an artifact row whose blob's bytes no longer hash to the recorded sha256 (or
-have another size). Every blob is re-hashed, so the check reads the whole store once.
+is missing, an artifact row whose blob's bytes no longer hash to the recorded sha256 (or have
+another size), and a stray file: a temporary file of an interrupted blob write, an upload spool
+file of this machine's `$PPATCH_REGISTRY_HOME/tmp` (a killed request's body), or anything else
+that is not a blob. Every blob is re-hashed, so the check reads the whole store once.
 Plain `fsck` changes nothing: it reports, the operator decides.
 
-`fsck --repair` removes the one kind of leftover that is safe to remove: orphan blobs and
-temporary files of interrupted writes, and only those older than a grace period. The upload
+`fsck --repair` removes the leftovers that are safe to remove: orphan blobs, temporary files
+and spool files, and only those last written longer ago than a grace period. The upload
 path stores a blob before it commits the blob's row, so an orphan can be an upload that another
 server process is finishing right now; every upload (re)writes its blob, which makes the blob
 young again, so a grace period far longer than one upload (default one hour) protects it. A
@@ -51,6 +53,7 @@ __all__ = [
     "check_registry",
     "repair_registry",
     "run_fsck",
+    "spool_objects",
     "stored_objects",
 ]
 
@@ -89,9 +92,11 @@ class StoredObject:
     reason: str | None
     modified: float  # POSIX seconds of the last write
     temporary: bool = False  # a leftover temporary file of an interrupted write
+    path: Path | None = None  # where it is, for a local file
 
 
 _TEMPORARY_REASON = "temporary file left by an interrupted write"
+_SPOOL_REASON = "upload spool file left by an interrupted request"
 
 
 def stored_objects(storage: BlobStorage) -> Iterator[StoredObject]:
@@ -117,12 +122,27 @@ def _local_objects(root: Path) -> Iterator[StoredObject]:
             continue
         relative = str(path.relative_to(base))
         if _DIGEST.fullmatch(path.name) and path.parent.name == path.name[:2]:
-            yield StoredObject(path.name, None, modified)
+            yield StoredObject(path.name, None, modified, path=path)
         elif path.name.startswith(".upload-"):
-            yield StoredObject(relative, _TEMPORARY_REASON, modified, temporary=True)
+            yield StoredObject(relative, _TEMPORARY_REASON, modified, temporary=True, path=path)
         else:
             reason = "file that is not a blob (name is not its sha256)"
-            yield StoredObject(relative, reason, modified)
+            yield StoredObject(relative, reason, modified, path=path)
+
+
+def spool_objects(spool: Path) -> Iterator[StoredObject]:
+    """The upload spool files in `spool` (`$PPATCH_REGISTRY_HOME/tmp`): a request streams its
+    body there and removes the file when it ends, so a file is either an upload in progress
+    or the leftover of a killed server. Named `spool/<file>`."""
+    for path in sorted(spool.glob("upload-*")):
+        try:
+            if not path.is_file():
+                continue
+            modified = path.stat().st_mtime
+        except FileNotFoundError:  # the request ended since the listing
+            continue
+        name = f"spool/{path.name}"
+        yield StoredObject(name, _SPOOL_REASON, modified, temporary=True, path=path)
 
 
 def _s3_prefix(storage: S3Storage) -> str:
@@ -153,14 +173,17 @@ def _hash_blob(storage: BlobStorage, digest: str) -> tuple[str, int]:
     return hasher.hexdigest(), size
 
 
-def check_registry(engine: Engine, storage: BlobStorage) -> list[FsckProblem]:
-    """Every disagreement between the artifact rows and the stored blobs, sorted by digest."""
+def check_registry(
+    engine: Engine, storage: BlobStorage, spool: Path | None = None
+) -> list[FsckProblem]:
+    """Every disagreement between the artifact rows and the stored blobs, and every upload
+    spool file left in `spool` when given, sorted by digest (or name)."""
     with engine.connect() as connection:
         rows = connection.execute(select(Artifact.sha256, Artifact.size)).all()
     expected_sizes = {sha256: size for sha256, size in rows}
     problems: list[FsckProblem] = []
     seen: set[str] = set()
-    for item in stored_objects(storage):
+    for item in _objects(storage, spool):
         name = item.name
         if item.reason is not None:
             problems.append(FsckProblem(ProblemKind.STRAY_FILE, name, item.reason))
@@ -219,12 +242,18 @@ def _has_row(engine: Engine, digest: str) -> bool:
     return found is not None
 
 
+def _objects(storage: BlobStorage, spool: Path | None) -> Iterator[StoredObject]:
+    yield from stored_objects(storage)
+    if spool is not None:
+        yield from spool_objects(spool)
+
+
 def _modified_now(storage: BlobStorage, item: StoredObject) -> float | None:
     """The object's last write as of now (None when it is gone): an upload may have rewritten
     it since the listing, which makes it young again."""
-    if isinstance(storage, LocalStorage):
+    if item.path is not None:
         try:
-            return (storage.root / "sha256" / _local_relative(item)).stat().st_mtime
+            return item.path.stat().st_mtime
         except FileNotFoundError:
             return None
     assert isinstance(storage, S3Storage) and not item.temporary
@@ -235,14 +264,10 @@ def _modified_now(storage: BlobStorage, item: StoredObject) -> float | None:
     return float(head["LastModified"].timestamp())
 
 
-def _local_relative(item: StoredObject) -> str:
-    return item.name if item.temporary else f"{item.name[:2]}/{item.name}"
-
-
 def _remove(storage: BlobStorage, item: StoredObject) -> None:
     if item.temporary:
-        assert isinstance(storage, LocalStorage)  # only local stores have temporary files
-        (storage.root / "sha256" / item.name).unlink(missing_ok=True)
+        assert item.path is not None  # only local files are temporary
+        item.path.unlink(missing_ok=True)
     else:
         storage.delete(item.name)
 
@@ -250,11 +275,13 @@ def _remove(storage: BlobStorage, item: StoredObject) -> None:
 def repair_registry(
     engine: Engine,
     storage: BlobStorage,
+    spool: Path | None = None,
     *,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     now: Callable[[], float] = time.time,
 ) -> RepairReport:
-    """Remove orphan blobs and temporary files last written at least `grace_seconds` ago.
+    """Remove orphan blobs and temporary files (of the store, and upload spool files in
+    `spool` when given) last written at least `grace_seconds` ago.
 
     The store is listed before the rows are read, so a blob whose row was committed before the
     listing ends is never a candidate. Right before each removal the row is looked up and the
@@ -263,7 +290,7 @@ def repair_registry(
     """
     if grace_seconds < 0:
         raise ValueError(f"grace period {grace_seconds!r} s is negative: expected 0 or more")
-    listed = list(stored_objects(storage))
+    listed = list(_objects(storage, spool))
     with engine.connect() as connection:
         rows = set(connection.scalars(select(Artifact.sha256)).all())
     removed: list[RepairedObject] = []
@@ -314,8 +341,12 @@ def run_fsck(args: Any, settings: Settings) -> int:
             region=settings.s3_region,
         )
         grace_seconds = DEFAULT_GRACE_SECONDS if grace is None else float(grace)
-        repaired = repair_registry(engine, storage, grace_seconds=grace_seconds) if repair else None
-        problems = check_registry(engine, storage)
+        # This machine's spool only: each server process spools uploads under its own home.
+        spool = settings.home / "tmp"
+        repaired = (
+            repair_registry(engine, storage, spool, grace_seconds=grace_seconds) if repair else None
+        )
+        problems = check_registry(engine, storage, spool)
     finally:
         engine.dispose()
     if args.json:

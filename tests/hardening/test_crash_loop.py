@@ -1,8 +1,8 @@
 """kill -9 of `ppatch-registry serve` in the middle of an upload, ten times: after each restart
 no partial release is visible, fsck finds at most the killed upload's own blob without a row
-(blobs are stored before their row is committed) or its temporary file, `fsck --repair --grace 0`
-removes exactly those and leaves fsck clean before the retry, and the retried upload wins and
-leaves fsck clean."""
+(blobs are stored before their row is committed), its temporary blob file or its upload spool
+file; `fsck --repair --grace 0` removes exactly those and leaves fsck clean before the retry,
+and the retried upload wins and leaves fsck clean."""
 
 from __future__ import annotations
 
@@ -83,9 +83,11 @@ def test_kill_9_mid_upload_leaves_nothing_partial(sqlite_url: str, tmp_path: Pat
     killed_after_body = 0
     orphans_removed = 0
     temporaries_removed = 0
+    spool_removed = 0
     started = time.monotonic()
     engine = create_registry_engine(sqlite_url)
     storage = LocalStorage(registry.storage)
+    spool = registry.home / "tmp"  # where serve streams upload bodies
     registry.start()
     try:
         for iteration in range(ITERATIONS):
@@ -115,17 +117,17 @@ def test_kill_9_mid_upload_leaves_nothing_partial(sqlite_url: str, tmp_path: Pat
                 # A release is there whole (its blob hash-checks via fsck) or not at all.
                 assert set(listed) <= {*published, version}
                 # A kill between storing the blob and committing its row leaves that blob
-                # orphaned (and a kill mid-write its temporary file): invisible, since no row
-                # means no index entry. Anything else fsck finds is a failure.
+                # orphaned, a kill mid-write its temporary file, and any kill the request's
+                # spool file: all invisible, since no row means no index entry. Anything else
+                # fsck finds is a failure.
                 digest = hashlib.sha256(data).hexdigest()
-                problems = [(p.kind, p.sha256) for p in check_registry(engine, storage)]
+                found = check_registry(engine, storage, spool)
+                problems = [(p.kind, p.sha256) for p in found]
                 orphaned = problems.count((ProblemKind.ORPHAN_BLOB, digest))
-                temporaries = [
-                    name
-                    for kind, name in problems
-                    if kind is ProblemKind.STRAY_FILE and Path(name).name.startswith(".upload-")
-                ]
-                assert orphaned + len(temporaries) == len(problems), (
+                strays = [name for kind, name in problems if kind is ProblemKind.STRAY_FILE]
+                temporaries = [name for name in strays if Path(name).name.startswith(".upload-")]
+                spooled = [name for name in strays if name.startswith("spool/upload-")]
+                assert orphaned + len(temporaries) + len(spooled) == len(problems), (
                     f"iteration {iteration}: {problems}"
                 )
                 # No upload is in flight now, so a zero grace period is safe: the repair
@@ -137,12 +139,13 @@ def test_kill_9_mid_upload_leaves_nothing_partial(sqlite_url: str, tmp_path: Pat
                 assert sorted((r["kind"], r["name"]) for r in report["removed"]) == sorted(
                     (kind.value, name) for kind, name in problems
                 )
-                assert check_registry(engine, storage) == [], f"iteration {iteration} repaired"
+                assert check_registry(engine, storage, spool) == [], f"iteration {iteration}"
                 orphans_removed += orphaned
                 temporaries_removed += len(temporaries)
+                spool_removed += len(spooled)
                 retry = live.publish(client, token, data)
                 assert retry.status_code in (200, 201), retry.text
-                assert check_registry(engine, storage) == [], f"iteration {iteration} retried"
+                assert check_registry(engine, storage, spool) == [], f"{iteration} retried"
                 published.append(version)
                 download = client.get(retry.json()["url"])
                 assert download.status_code == 200 and download.content == data
@@ -152,10 +155,10 @@ def test_kill_9_mid_upload_leaves_nothing_partial(sqlite_url: str, tmp_path: Pat
     finally:
         registry.kill()
         engine.dispose()
-    spool = sorted(path.name for path in (registry.home / "tmp").glob("*"))
+    assert list(spool.glob("*")) == []
     sys.stdout.write(
         f"\n{ITERATIONS} kill -9 iterations in {time.monotonic() - started:.1f} s, "
         f"{killed_after_body} after the whole body; fsck --repair removed {orphans_removed} "
-        f"orphan blobs and {temporaries_removed} temporary blob files; {len(spool)} upload "
-        "spool files left in the server's tmp\n"
+        f"orphan blobs, {temporaries_removed} temporary blob files and {spool_removed} upload "
+        "spool files\n"
     )

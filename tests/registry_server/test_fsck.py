@@ -356,3 +356,56 @@ def test_cli_refuses_a_bad_grace(value: str, why: str, capsys: pytest.CaptureFix
         cli.main(["fsck", "--repair", "--grace", value])
     assert exit_.value.code == cli.EXIT_USAGE
     assert f"invalid grace period {value!r}: {why}" in capsys.readouterr().err
+
+
+def _spool_file(acme: Any, name: str) -> Path:
+    spool = acme.settings.home / "tmp"
+    spool.mkdir(parents=True, exist_ok=True)
+    path = spool / name
+    path.write_bytes(b"--boundary\r\nhalf a body")
+    return path
+
+
+def test_upload_spool_leftovers_are_reported_and_repaired(
+    acme: Any, make_patch: Callable[..., bytes]
+) -> None:
+    """A killed request's spool file in $PPATCH_REGISTRY_HOME/tmp: a stray file when fsck is
+    given the spool; removed by repair once older than the grace, kept while young."""
+    _published(acme, make_patch, 0)
+    spool = acme.settings.home / "tmp"
+    old = _spool_file(acme, "upload-old")
+    _age(old, HOURS_AGO)
+    young = _spool_file(acme, "upload-young")
+    assert _problems(acme) == []  # the store alone is fine
+    storage = _local_storage(acme)
+    assert sorted((p.kind, p.sha256) for p in check_registry(acme.engine, storage, spool)) == [
+        (ProblemKind.STRAY_FILE, "spool/upload-old"),
+        (ProblemKind.STRAY_FILE, "spool/upload-young"),
+    ]
+    report = repair_registry(acme.engine, storage, spool)
+    assert [(r.kind, r.name) for r in report.removed] == [
+        (ProblemKind.STRAY_FILE, "spool/upload-old")
+    ]
+    assert [(r.kind, r.name) for r in report.kept] == [
+        (ProblemKind.STRAY_FILE, "spool/upload-young")
+    ]
+    assert not old.exists() and young.exists()
+
+
+def test_cli_checks_and_repairs_this_machines_spool(
+    acme: Any,
+    make_patch: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _published(acme, make_patch, 0)
+    _spool_file(acme, "upload-k1ll")
+    code, out, _ = _run_cli(acme, monkeypatch, capsys)
+    assert code == 1
+    assert out == (
+        "stray_file spool/upload-k1ll: upload spool file left by an interrupted request\n"
+    )
+    code, out, _ = _run_cli(acme, monkeypatch, capsys, "--repair", "--grace", "0")
+    assert code == 0
+    assert out.startswith("removed stray_file spool/upload-k1ll: last written ")
+    assert out.splitlines()[-1].startswith("clean:")
