@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ppatch.miniature import save_untrained_model
+from tests.client import tiny_models
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run far faster on one thread, above all on a shared machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_untrained_model(tmp_path_factory.mktemp("tiny") / "model", seed=1)
+# Shared with the other tiny-model folder; pytest finds fixtures among this module's names.
+one_thread = tiny_models.one_thread
+tiny_model = tiny_models.tiny_model
 
 
 @pytest.fixture(scope="session")
