@@ -17,6 +17,9 @@ from ppatch.train.config import STAGES, TrainConfig
 
 __all__ = ["register"]
 
+# A numeric option of `train` or `eval`: flag, type, default, help text before the default.
+_Knob = tuple[str, type, Any, str]
+
 _DEFAULTS = TrainConfig(base="", reference=None, output=Path(), name="", version="", domain="")
 
 
@@ -60,7 +63,7 @@ def _register_train(subparsers: Any) -> None:
     parser.add_argument("--summary", default="", help="one line for the manifest")
     parser.add_argument("--license", default=_DEFAULTS.license)
     d = _DEFAULTS
-    knobs: list[tuple[str, type, Any, str]] = [
+    knobs: list[_Knob] = [
         ("--virtual-tokens", int, d.virtual_tokens, "prefix length (the paper's 50)"),
         ("--init-text", str, d.init_text, "initialise from this text (PEFT TEXT init)"),
         ("--stages", str, d.stages, f"which stages run: {', '.join(STAGES)}"),
@@ -77,10 +80,24 @@ def _register_train(subparsers: Any) -> None:
         ("--temperature", float, d.temperature, "sampling temperature (0: greedy)"),
         ("--seed", int, d.seed, "seed for initialisation, sampling and batch order"),
     ]  # fmt: skip
-    for flag, kind, default, text in knobs:
-        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
-    parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    _add_run_flags(parser, knobs)
     parser.set_defaults(handler=_train)
+
+
+def _add_run_flags(
+    parser: argparse.ArgumentParser,
+    knobs: Sequence[_Knob],
+    plain: Sequence[tuple[str, str]] = (),
+) -> None:
+    """The tail `train` and `eval` share, in this order: the numeric knobs (each help text ends
+    with its default), then plain string options (flag, help), then --device."""
+    for flag, kind, default, text in knobs:
+        # strip: a knob may have no text of its own, only its default (eval's --max-new-tokens).
+        help_text = f"{text} (default: {default})".strip()
+        parser.add_argument(flag, type=kind, default=default, help=help_text)
+    for flag, text in plain:
+        parser.add_argument(flag, help=text)
+    parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -168,16 +185,17 @@ def _register_eval(subparsers: Any) -> None:
     parser.add_argument("--suite", required=True, help=f"one of {', '.join(SUITES)}")
     parser.add_argument("--prompts", required=True, type=Path, metavar="P.jsonl")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="REPORT_DIR")
-    parser.add_argument("--samples", type=int, default=4, help="samples per prompt (default: 4)")
-    parser.add_argument("--max-new-tokens", type=int, default=32, help="(default: 32)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    parser.add_argument(
-        "--scorer",
-        help="toxicity: 'lexicon' (default) or a local classifier folder; "
-        "harm: 'pattern' (default) or a local classifier folder",
+    knobs: list[_Knob] = [
+        ("--samples", int, 4, "samples per prompt"),
+        ("--max-new-tokens", int, 32, ""),
+        ("--seed", int, 0, "sampling seed"),
+    ]
+    scorer_help = (
+        "toxicity: 'lexicon' (default) or a local classifier folder; "
+        "harm: 'pattern' (default) or a local classifier folder"
     )
-    parser.add_argument("--scorer-label", help="the classifier's positive label")
-    parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    plain = [("--scorer", scorer_help), ("--scorer-label", "the classifier's positive label")]
+    _add_run_flags(parser, knobs, plain)
     parser.set_defaults(handler=_eval, system_parts=None)
 
 
