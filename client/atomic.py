@@ -2,6 +2,10 @@
 
 A reader sees the old content or the new content, never a half-written file, and a crash
 leaves at most a stray temporary file whose name starts with `.tmp-`.
+
+Commands that work for a long time before they write (train, eval) call
+`check_parent_creatable` first, and make the missing folders only when they write, so bad
+input fails at once and a failed run leaves no folders behind.
 """
 
 from __future__ import annotations
@@ -11,7 +15,19 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+from ppatch.errors import ConflictError
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "check_parent_creatable"]
+
+
+def check_parent_creatable(path: Path) -> None:
+    """Raise `ConflictError` where the folders above `path` cannot be made: something that is
+    not a folder (a file, a dangling link) stands where one of them would. Makes nothing."""
+    for folder in path.parents:
+        if folder.is_dir():
+            return
+        if folder.exists() or folder.is_symlink():
+            raise ConflictError(f"cannot write {str(path)!r}: {str(folder)!r} is not a folder")
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
