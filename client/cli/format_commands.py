@@ -18,6 +18,7 @@ from typing import Any
 
 import patchfmt
 from ppatch import constants
+from ppatch.atomic import check_parent_creatable
 from ppatch.errors import ConflictError, NotFoundError
 from ppatch.progress import progress
 
@@ -91,8 +92,12 @@ def _read_input(path: Path, what: str, limit: int) -> bytes:
     return path.read_bytes()
 
 
-def _check_output_folder(path: Path) -> None:
-    if not path.parent.is_dir():
+def _check_output_folder(path: Path, *, make_folders: bool = False) -> None:
+    """With `make_folders` (pack), missing folders above `path` are fine: the caller makes
+    them right before it writes. keygen still wants the folder of a private key to exist."""
+    if make_folders:
+        check_parent_creatable(path)
+    elif not path.parent.is_dir():
         raise NotFoundError(
             f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist"
         )
@@ -173,7 +178,7 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    _check_output_folder(args.output)
+    _check_output_folder(args.output, make_folders=True)
     fields = _manifest_fields(args.manifest)
     raw_weights = _read_input(args.weights, "weights file", patchfmt.ReadLimits().max_weights_bytes)
     weights = patchfmt.canonical_weights(raw_weights, source=str(args.weights))
@@ -187,6 +192,7 @@ def run_pack(args: argparse.Namespace) -> int:
         if isinstance(base_model, dict):
             fields["base_model"] = {"id": str(args.model), **base_model, "fingerprint": fingerprint}
     manifest = patchfmt.build_manifest(fields, weights, source=str(args.manifest))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     patchfmt.write_patch(args.output, manifest, weights, private_key)
     signed = (
         f", signed by {patchfmt.key_id(private_key)}" if private_key is not None else ", unsigned"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ppatch.atomic import check_parent_creatable
 from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.eval.report import Report, SystemResult
 from ppatch.eval.scorers import Scorer, refusal_scorer, toxicity_scorer
@@ -196,8 +197,7 @@ def evaluate_loaded(
 def _check_output(output: Path) -> None:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ConflictError(f"report folder {str(output)!r} already exists and is not empty")
-    if not output.parent.is_dir():
-        raise NotFoundError(f"folder {str(output.parent)!r} does not exist")
+    check_parent_creatable(output)
 
 
 def run_eval(
@@ -235,6 +235,9 @@ def run_eval(
             max_new_tokens=settings.max_new_tokens, seed=settings.seed, scorer=scorer,
         )  # fmt: skip
     if output is not None:
+        # Missing folders above the report are made now, not at the check: a run that fails
+        # before it writes leaves none behind.
+        output.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
         try:
             report.write(staging)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ppatch.atomic import check_parent_creatable
 from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.train.config import STAGES, TrainConfig
 from ppatch.train.data import PreferencePair, read_pairs, read_prompts
@@ -60,8 +61,7 @@ def check_config(config: TrainConfig) -> None:
         raise ConflictError(
             f"output {str(config.output)!r} already exists; remove it or choose another -o"
         )
-    if not config.output.parent.is_dir():
-        raise NotFoundError(f"output folder {str(config.output.parent)!r} does not exist")
+    check_parent_creatable(config.output)
     if (config.prompts is None) == (config.pairs is None):
         raise UsageError("give exactly one of --prompts and --pairs")
     if config.prompts is not None and config.reference is None:
@@ -402,6 +402,8 @@ def _train_loaded(
         }
     weights = weights_from_array(numpy.ascontiguousarray(prompt.numpy(), dtype=numpy.float32))
     manifest = _manifest(config, weights, _fingerprint(base.path), training, evaluation)
+    # Missing folders above -o are made only now: a run that fails before leaves none behind.
+    config.output.parent.mkdir(parents=True, exist_ok=True)
     write_patch(config.output, manifest, weights, private_key)
     output: Path = config.output
     return output

@@ -168,6 +168,16 @@ def test_pack_is_deterministic_from_json_or_toml(
     assert read_patch(outputs[0]).signature is None
 
 
+def test_pack_makes_the_missing_folders_of_its_output(
+    work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = work / "dist" / "patches" / "out.ppatch"
+    code, _, err = run(capsys, *_pack_args(work, **{"-o": output}))
+    assert code == 0, err
+    assert read_patch(output).manifest.name == "acme/toxicity"
+    assert files_in(output.parent) == ["out.ppatch"]  # no temporary file left beside it
+
+
 def test_pack_accepts_an_unquoted_toml_date_time(
     work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -206,7 +216,19 @@ PACK_FAILURES: list[tuple[str, Any, int, str]] = [
     ("no-manifest", lambda w: {"--manifest": w / "absent.json"}, 4, "does not exist"),
     ("no-model", lambda w: {"--model": w / "absent-model"}, 4, "never downloads"),
     ("no-key", lambda w: {"--key": w / "absent-key"}, 4, "does not exist"),
-    ("no-folder", lambda w: {"-o": w / "absent" / "out.ppatch"}, 4, "does not exist"),
+    (
+        "no-manifest-new-folder",  # the folders -o needs are made only when pack writes
+        lambda w: {"--manifest": w / "absent.json", "-o": w / "new" / "out.ppatch"},
+        4,
+        "does not exist",
+    ),
+    (
+        "file-as-folder",
+        lambda w: {"-o": _write(w / "plain", b"x") / "sub" / "out.ppatch"},
+        5,
+        "plain' is not a folder",
+    ),
+    ("output-is-a-folder", lambda w: {"-o": w / "model"}, 5, "it is a directory"),
     ("no-fingerprint", lambda w: {"--model": None}, 3, "base_model.fingerprint: required"),
     (
         "bad-json",

@@ -253,6 +253,56 @@ def test_existing_report_folder_is_left_alone(
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_report_folder_in_missing_folders_is_made(
+    tiny_model: Path, toxicity_prompts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "runs" / "today" / "report"
+    args = _eval(
+        "--model", str(tiny_model), "--suite", "toxicity", "--prompts", str(toxicity_prompts),
+        "-o", str(out),
+    )  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["systems"][0]["label"] == "model"
+    assert [p.name for p in out.parent.iterdir()] == ["report"]  # no staging folder left
+
+
+def test_report_folder_under_a_file_is_refused_before_any_work(
+    tiny_model: Path,
+    toxicity_prompts: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ppatch.eval.runner as runner
+
+    def no_loading(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the output was checked")
+
+    monkeypatch.setattr(runner, "load_model", no_loading)
+    (tmp_path / "plain").write_text("mine")
+    out = tmp_path / "plain" / "sub" / "report"
+    args = _eval(
+        "--model", str(tiny_model), "--suite", "toxicity", "--prompts", str(toxicity_prompts),
+        "-o", str(out),
+    )  # fmt: skip
+    assert main(args) == ExitCode.CONFLICT
+    err = capsys.readouterr().err
+    assert "plain' is not a folder" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "plain").read_text() == "mine"
+
+
+def test_failed_run_leaves_no_new_folders(
+    tiny_model: Path, tiny_patch: Path, toxicity_prompts: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs" / "report"
+    args = _eval(
+        "--model", str(tiny_model), "--patch", str(tmp_path / "nope.ppatch"), "--suite",
+        "toxicity", "--prompts", str(toxicity_prompts), "-o", str(out),
+    )  # fmt: skip
+    assert main(args) == ExitCode.NOT_FOUND
+    assert not (tmp_path / "runs").exists()
+
+
 def test_missing_patch_and_patch_for_another_model(
     tiny_model: Path,
     tiny_reference: Path,

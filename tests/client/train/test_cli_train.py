@@ -228,8 +228,43 @@ def test_bad_flags_fail_before_any_work(
     assert not output.exists()
 
 
+def test_output_in_missing_folders_is_made(tiny_model: Path, tmp_path: Path) -> None:
+    from patchfmt import read_patch
+
+    pairs = _prompts(
+        tmp_path / "pairs.jsonl",
+        [json.dumps({"prompt": "q : hi ? a :", "chosen": "hello .", "rejected": "go away ."})],
+    )
+    output = tmp_path / "dist" / "harm" / "p.ppatch"
+    args = [
+        "train", "--base", str(tiny_model), "--pairs", str(pairs), "--name", "acme/harm",
+        "--version", "0.1.0", "--domain", "harm", "-o", str(output), *TINY_FLAGS,
+        "--stages", "sft", "--sft-steps", "1",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert read_patch(output).manifest.name == "acme/harm"
+    assert [p.name for p in output.parent.iterdir()] == ["p.ppatch"]
+
+
+def test_output_under_a_file_is_refused_before_any_work(
+    tiny_model: Path, prompts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "plain").write_text("mine")
+    output = tmp_path / "plain" / "p.ppatch"
+    # A base model that does not exist: the output is checked before any model is looked for.
+    assert main(_args(tmp_path / "no-model", tiny_model, prompts, output)) == ExitCode.CONFLICT
+    err = capsys.readouterr().err
+    assert "plain' is not a folder" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "plain").read_text() == "mine"
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["existing-folder", "missing-folders"])
 def test_interrupt_leaves_no_output(
-    tiny_model: Path, prompts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path,
+    prompts: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    nested: bool,
 ) -> None:
     import ppatch.train.pipeline as pipeline
 
@@ -237,6 +272,6 @@ def test_interrupt_leaves_no_output(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "fit_prompt", interrupted)
-    output = tmp_path / "out.ppatch"
+    output = tmp_path / "new" / "out.ppatch" if nested else tmp_path / "out.ppatch"
     assert main(_args(tiny_model, tiny_model, prompts, output)) == ExitCode.INTERRUPTED
-    assert list(tmp_path.iterdir()) == [prompts]
+    assert list(tmp_path.iterdir()) == [prompts]  # not even the missing folders are made
