@@ -2,8 +2,12 @@
 
 Idempotent requests (GETs, the read-only update check) are retried with exponential backoff on
 connection errors and 5xx answers. Other requests are retried only when the connection could not
-be opened, since then nothing reached the server. Error answers become typed exceptions in
-`ppatch.registry_errors`; an unreachable registry becomes `NetworkError` (exit code 6).
+be opened, since then nothing reached the server (`ppatch.retry`, shared with the
+standard-library transport). Error answers become typed exceptions in `ppatch.registry_errors`;
+an unreachable registry becomes `NetworkError` (exit code 6).
+
+`ppatch outdated` does not come here unless a proxy applies: it uses `ppatch.update_check`,
+which avoids importing httpx.
 
 Package indexes are cached on disk with their ETag and fetched with `If-None-Match`, so polling
 (`ppatch outdated` in cron) costs a 304; with `PPATCH_OFFLINE` set the cache answers alone.
@@ -22,13 +26,21 @@ import httpx
 
 from ppatch import __version__, constants
 from ppatch.atomic import atomic_write_bytes
-from ppatch.blob_download import direct_download_possible, stream_blob
+from ppatch.blob_download import stream_blob
+from ppatch.direct_http import direct_connection_possible
 from ppatch.errors import NetworkError
-from ppatch.registry_errors import UnexpectedResponseError, raise_for_status
+from ppatch.registry_errors import (
+    UnexpectedResponseError,
+    json_object,
+    raise_for_status,
+    refuse_offline,
+    unreachable,
+)
+from ppatch.retry import NoAnswerError, RetryPolicy
+from ppatch.update_check import UPDATES_PATH, update_results, updates_request
 
 __all__ = ["RegistryClient"]
 
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
 JsonObject = dict[str, Any]
 
 
@@ -47,9 +59,9 @@ class RegistryClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.retries = constants.http_retries() if retries is None else retries
-        self.backoff = backoff
-        self._sleep = sleep
+        self.retry = RetryPolicy(
+            constants.http_retries() if retries is None else retries, backoff, sleep
+        )
         headers = {"User-Agent": f"ppatch/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -75,51 +87,30 @@ class RegistryClient:
     # -- the request loop -------------------------------------------------------------------
 
     def _refuse_offline(self, what: str) -> None:
-        if constants.offline():
-            raise NetworkError(
-                f"PPATCH_OFFLINE is set: not contacting {self.base_url!r} for {what}"
-            )
+        refuse_offline(self.base_url, what)
 
-    def _unreachable(self, error: httpx.TransportError) -> NetworkError:
-        detail = str(error) or type(error).__name__
-        return NetworkError(f"cannot reach the registry at {self.base_url!r}: {detail}")
+    def _unreachable(self, failure: NoAnswerError) -> NetworkError:
+        return unreachable(self.base_url, str(failure))
 
     def _send(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
-        attempt = 0
-        while True:
+        def attempt() -> httpx.Response:
             try:
-                response = self._http.request(method, path, **kwargs)
+                return self._http.request(method, path, **kwargs)
             except httpx.TransportError as error:
                 never_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-                if attempt < self.retries and (idempotent or never_sent):
-                    self._pause(attempt)
-                    attempt += 1
-                    continue
-                raise self._unreachable(error) from error
-            if idempotent and response.status_code in RETRY_STATUSES and attempt < self.retries:
-                self._pause(attempt)
-                attempt += 1
-                continue
-            raise_for_status(response)
-            return response
+                raise NoAnswerError(_detail(error), never_sent=never_sent) from error
 
-    def _pause(self, attempt: int) -> None:
-        self._sleep(self.backoff * (2**attempt))
+        try:
+            response = self.retry.run(
+                attempt, lambda answer: answer.status_code, idempotent=idempotent
+            )
+        except NoAnswerError as failure:
+            raise self._unreachable(failure) from failure.__cause__
+        raise_for_status(response)
+        return response
 
     def _json(self, response: httpx.Response) -> JsonObject:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise UnexpectedResponseError(
-                f"{response.request.url} did not answer a JSON object: is "
-                f"{self.base_url!r} a ppatch registry?",
-                code="unexpected_response",
-                status=response.status_code,
-                url=str(response.request.url),
-            )
-        return body
+        return json_object(response, self.base_url)
 
     # -- API v1 -----------------------------------------------------------------------------
 
@@ -191,14 +182,16 @@ class RegistryClient:
         return [item for item in results if isinstance(item, dict)]
 
     def check_updates(self, installed: Sequence[Mapping[str, str]]) -> list[JsonObject]:
-        """One batch request for every installed (name, version, fingerprint)."""
+        """One batch request for every installed (name, version, fingerprint).
+
+        `ppatch.update_check.check_updates` does the same without importing httpx.
+        """
         self._refuse_offline("an update check")
         # Read-only on the server, so as safe to repeat as a GET.
         response = self._send(
-            "POST", "/api/v1/updates", idempotent=True, json={"installed": list(installed)}
+            "POST", UPDATES_PATH, idempotent=True, json=updates_request(installed)
         )
-        results = self._json(response).get("results", [])
-        return [item for item in results if isinstance(item, dict)]
+        return update_results(self._json(response))
 
     def publish(self, namespace: str, name: str, filename: str, data: bytes) -> JsonObject:
         """Upload a `.ppatch`; the server checks that its manifest names `namespace/name`."""
@@ -231,7 +224,7 @@ class RegistryClient:
     ) -> httpx.Response | None:
         """One attempt: the body into `destination`, or the error answer (status >= 300)."""
         absolute = str(self._http.base_url.join(url))
-        if self._transport is None and direct_download_possible(absolute):
+        if self._transport is None and direct_connection_possible(absolute):
             return stream_blob(
                 absolute, self._http.headers, self._timeout, destination, digest, on_bytes
             )
@@ -258,29 +251,37 @@ class RegistryClient:
         transport error the attempt restarts from an empty file.
         """
         self._refuse_offline(f"downloading {url!r}")
-        attempt = 0
-        while True:
+
+        digests: list[hashlib._Hash] = []  # one per attempt; the last is the file's
+
+        def attempt() -> httpx.Response | None:
             destination.seek(0)
             destination.truncate()
-            digest = hashlib.sha256()
+            digests.append(hashlib.sha256())
             try:
-                failed = self._fetch_body(url, destination, digest, on_bytes)
-                if failed is not None:
-                    if failed.status_code in RETRY_STATUSES and attempt < self.retries:
-                        self._pause(attempt)
-                        attempt += 1
-                        continue
-                    raise_for_status(failed)
-                    raise UnexpectedResponseError(
-                        f"{url} answered {failed.status_code} instead of the file",
-                        code="unexpected_response",
-                        status=failed.status_code,
-                        url=str(failed.request.url),
-                    )
-                return digest.hexdigest()
+                return self._fetch_body(url, destination, digests[-1], on_bytes)
             except httpx.TransportError as error:
-                if attempt < self.retries:
-                    self._pause(attempt)
-                    attempt += 1
-                    continue
-                raise self._unreachable(error) from error
+                raise NoAnswerError(_detail(error), never_sent=False) from error
+
+        try:
+            # A blob is immutable: every attempt is safe, and each restarts from an empty file.
+            failed = self.retry.run(
+                attempt,
+                lambda answer: 200 if answer is None else answer.status_code,
+                idempotent=True,
+            )
+        except NoAnswerError as failure:
+            raise self._unreachable(failure) from failure.__cause__
+        if failed is not None:
+            raise_for_status(failed)
+            raise UnexpectedResponseError(
+                f"{url} answered {failed.status_code} instead of the file",
+                code="unexpected_response",
+                status=failed.status_code,
+                url=str(failed.request.url),
+            )
+        return digests[-1].hexdigest()
+
+
+def _detail(error: httpx.TransportError) -> str:
+    return str(error) or type(error).__name__

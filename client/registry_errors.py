@@ -4,14 +4,23 @@ The registry answers errors as `{"error": {"code": ..., "message": ...}}`
 (docs/architecture.md); `raise_for_status` maps `code` to a typed exception that carries the
 code, the HTTP status and the server's message, so the CLI can print one line and the right
 exit code. An answer without that body (a proxy's HTML page, say) is mapped by status.
+
+Both transports use it: httpx responses through `raise_for_status` and `json_object`, the
+standard-library update check (`ppatch.json_transport`) through `registry_error` and
+`parse_json_object`, which take the status and body bytes. A registry that cannot be reached,
+or that `PPATCH_OFFLINE` forbids contacting, is a `NetworkError` built here too.
 """
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
+
+from ppatch import constants
 
 if TYPE_CHECKING:  # httpx is imported by whoever has a response; not needed to map one
     import httpx
+
 from ppatch.errors import (
     ConflictError,
     NetworkError,
@@ -38,7 +47,12 @@ __all__ = [
     "UnexpectedResponseError",
     "VersionExistsError",
     "error_from_response",
+    "json_object",
+    "parse_json_object",
     "raise_for_status",
+    "refuse_offline",
+    "registry_error",
+    "unreachable",
 ]
 
 
@@ -123,9 +137,9 @@ _CODE_BY_STATUS = {
 }
 
 
-def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
+def _error_body(content: bytes) -> tuple[str | None, str | None]:
     try:
-        body: Any = response.json()
+        body: Any = json.loads(content)
     except ValueError:
         return None, None
     error = body.get("error") if isinstance(body, dict) else None
@@ -138,22 +152,37 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
     )
 
 
-def error_from_response(response: httpx.Response) -> RegistryError:
-    """The exception for an error response (status >= 400)."""
-    code, message = _error_body(response)
-    status = response.status_code
+def registry_error(
+    status: int, content: bytes, *, reason: str, target: str, url: str
+) -> RegistryError:
+    """The exception for an error answer (status >= 400) to `target` ("POST https://...").
+
+    `reason` is the status line's phrase, shown when the body carries no message.
+    """
+    code, message = _error_body(content)
     if code not in ERROR_CLASSES:
         code = _CODE_BY_STATUS.get(status, "internal" if status >= 500 else "invalid_request")
+    reason = message or reason or "no details"
+    text = f"registry refused {target}: {reason} ({status} {code})"
+    if code == "unauthorized":
+        text += "; check the token ('ppatch login' or PPATCH_TOKEN)"
+    return ERROR_CLASSES[code](text, code=code, status=status, url=url)
+
+
+def error_from_response(response: httpx.Response) -> RegistryError:
+    """The exception for an httpx error response (status >= 400)."""
     try:
         target = f"{response.request.method} {response.request.url}"
         url = str(response.request.url)
     except RuntimeError:  # a response built by hand, with no request attached
         target, url = "the request", ""
-    reason = message or response.reason_phrase or "no details"
-    text = f"registry refused {target}: {reason} ({status} {code})"
-    if code == "unauthorized":
-        text += "; check the token ('ppatch login' or PPATCH_TOKEN)"
-    return ERROR_CLASSES[code](text, code=code, status=status, url=url)
+    return registry_error(
+        response.status_code,
+        response.content,
+        reason=response.reason_phrase,
+        target=target,
+        url=url,
+    )
 
 
 def raise_for_status(response: httpx.Response) -> None:
@@ -164,3 +193,38 @@ def raise_for_status(response: httpx.Response) -> None:
 
 class UnexpectedResponseError(RegistryError):
     """A success status with a body that is not the JSON the API promises (a wrong URL?)."""
+
+
+def parse_json_object(content: bytes, *, status: int, url: str, registry: str) -> dict[str, Any]:
+    """The JSON object a successful API answer carries, or `UnexpectedResponseError`."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise UnexpectedResponseError(
+            f"{url} did not answer a JSON object: is {registry!r} a ppatch registry?",
+            code="unexpected_response",
+            status=status,
+            url=url,
+        )
+    return body
+
+
+def json_object(response: httpx.Response, registry: str) -> dict[str, Any]:
+    """`parse_json_object` of an httpx response."""
+    url = str(response.request.url)
+    return parse_json_object(
+        response.content, status=response.status_code, url=url, registry=registry
+    )
+
+
+def unreachable(registry: str, detail: str) -> NetworkError:
+    """No answer at all from `registry` (refused, timed out, reset) after the retries."""
+    return NetworkError(f"cannot reach the registry at {registry!r}: {detail}")
+
+
+def refuse_offline(registry: str, what: str) -> None:
+    """Raise `NetworkError` when `PPATCH_OFFLINE` is set: nothing may contact `registry`."""
+    if constants.offline():
+        raise NetworkError(f"PPATCH_OFFLINE is set: not contacting {registry!r} for {what}")

@@ -379,9 +379,18 @@ def _freeze(args: argparse.Namespace) -> int:
     return int(ExitCode.OK)
 
 
-def _outdated(args: argparse.Namespace) -> int:
+def _newer(latest: str, installed: str) -> bool:
+    # Equal strings are the common answer in a cron job; comparing them needs no parsing, and
+    # parsing needs `semantic_version`, which is slow to import.
+    if latest == installed:
+        return False
     from patchfmt import parse_version
-    from ppatch.registry_client import RegistryClient
+
+    return parse_version(latest) > parse_version(installed)
+
+
+def _outdated(args: argparse.Namespace) -> int:
+    from ppatch.update_check import check_updates
 
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
@@ -391,17 +400,13 @@ def _outdated(args: argparse.Namespace) -> int:
         by_registry.setdefault(registry, []).append(patch)
     rows: list[dict[str, Any]] = []
     for registry, patches in by_registry.items():
-        with RegistryClient(registry) as client:
-            answers = client.check_updates(
-                [
-                    {
-                        "name": patch.name,
-                        "version": patch.version,
-                        "fingerprint": target.fingerprint,
-                    }
-                    for patch in patches
-                ]
-            )
+        answers = check_updates(
+            registry,
+            [
+                {"name": patch.name, "version": patch.version, "fingerprint": target.fingerprint}
+                for patch in patches
+            ],
+        )
         by_name = {str(answer.get("name")): answer for answer in answers}
         for patch in patches:
             answer = by_name.get(patch.name, {})
@@ -412,8 +417,7 @@ def _outdated(args: argparse.Namespace) -> int:
                     "installed": patch.version,
                     "latest": latest,
                     "found": bool(answer.get("found", False)),
-                    "update_available": bool(latest)
-                    and parse_version(str(latest)) > parse_version(patch.version),
+                    "update_available": bool(latest) and _newer(str(latest), patch.version),
                     "yanked": bool(answer.get("yanked", False)),
                     "yanked_reason": answer.get("yanked_reason"),
                 }

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from ppatch.blob_download import direct_download_possible
+from ppatch.direct_http import direct_connection_possible
 from ppatch.errors import NetworkError
 from ppatch.registry_client import RegistryClient
 from ppatch.registry_errors import RegistryNotFoundError
@@ -109,4 +109,4 @@ def test_proxies_keep_httpx(
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert direct_download_possible("http://registry.test/blobs/x") is expected
+    assert direct_connection_possible("http://registry.test/blobs/x") is expected

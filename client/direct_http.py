@@ -1,0 +1,68 @@
+"""Standard-library HTTP connections to a registry, for the paths where httpx costs too much.
+
+httpx is slow to import (~0.15 s with its dependencies, more than the rest of an update check)
+and parses HTTP/1.1 in pure Python. Blob downloads (`ppatch.blob_download`) and the update
+check (`ppatch.json_transport`) use `http.client` instead, but only where no proxy applies:
+`http.client` does not read the proxy variables that httpx honours, so with a proxy the callers
+keep httpx. HTTPS uses `ssl.create_default_context()`, the system's certificate store
+(`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured there as by httpx).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import urllib.request
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "REDIRECT_STATUSES",
+    "direct_connection_possible",
+    "open_connection",
+    "request_target",
+    "same_host_headers",
+]
+
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+def direct_connection_possible(url: str) -> bool:
+    """True for http(s) URLs that no proxy setting applies to."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    proxies = urllib.request.getproxies_environment()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return True
+    return bool(urllib.request.proxy_bypass(parts.hostname))
+
+
+def open_connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    """An unopened connection to `url`'s host; `timeout` bounds the connect and each read."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(
+            host, parts.port, timeout=timeout, context=ssl.create_default_context()
+        )
+    return http.client.HTTPConnection(host, parts.port, timeout=timeout)
+
+
+def request_target(url: str) -> str:
+    """The path and query that go on the request line."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def same_host_headers(headers: Mapping[str, str], url: str, origin: str) -> dict[str, str]:
+    """`headers` for a request to `url`; `Authorization` only while still on `origin`'s host.
+
+    A redirect to another host must not carry the registry token there.
+    """
+    keep_token = urlsplit(url).netloc == urlsplit(origin).netloc
+    return {
+        key: value for key, value in headers.items() if keep_token or key.lower() != "authorization"
+    }
