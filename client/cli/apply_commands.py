@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ppatch.atomic import parents_made_for
 from ppatch.errors import ExitCode, UsageError
 
 __all__ = ["register"]
@@ -134,17 +135,19 @@ def run_generate(args: argparse.Namespace) -> int:
 def run_import_peft(args: argparse.Namespace) -> int:
     from ppatch.apply.peft_interop import DEFAULT_LICENSE, import_peft
 
-    manifest = import_peft(
-        args.adapter_dir,
-        args.output,
-        name=args.name,
-        version=args.version,
-        domain=args.domain,
-        model=args.model,
-        key=args.key,
-        summary=args.summary,
-        license=args.license or DEFAULT_LICENSE,
-    )
+    # Missing folders above -o are made, and removed again if the import fails.
+    with parents_made_for(args.output):
+        manifest = import_peft(
+            args.adapter_dir,
+            args.output,
+            name=args.name,
+            version=args.version,
+            domain=args.domain,
+            model=args.model,
+            key=args.key,
+            summary=args.summary,
+            license=args.license or DEFAULT_LICENSE,
+        )
     sys.stdout.write(
         f"wrote {args.output} ({manifest.name} {manifest.version}, "
         f"{manifest.patch.num_virtual_tokens} virtual tokens, "
@@ -156,7 +159,8 @@ def run_import_peft(args: argparse.Namespace) -> int:
 def run_export_peft(args: argparse.Namespace) -> int:
     from ppatch.apply.peft_interop import export_peft
 
-    target = export_peft(args.file, args.out_dir)
+    with parents_made_for(args.out_dir):
+        target = export_peft(args.file, args.out_dir)
     sys.stdout.write(f"wrote {target} (PEFT prompt-tuning adapter)\n")
     return int(ExitCode.OK)
 

@@ -205,3 +205,59 @@ def test_the_commands_are_listed_in_help(capsys) -> None:
     assert exited.value.code == 0
     for command in ("generate", "import-peft", "export-peft"):
         assert command in out
+
+
+def test_import_and_export_make_missing_parent_folders(
+    capsys, tmp_path, tiny_model_dir, prompt_embeddings
+) -> None:
+    adapter = write_adapter(tmp_path / "adapter", prompt_embeddings)
+    imported = tmp_path / "a" / "b" / "imported.ppatch"
+    code, _, err = run(
+        capsys, "import-peft", adapter, "--name", "acme/imported", "--version", "1.2.0",
+        "--domain", "toxicity", "--model", tiny_model_dir, "-o", imported,
+    )  # fmt: skip
+    assert code == 0, err
+    assert read_patch(imported).manifest.name == "acme/imported"
+
+    exported = tmp_path / "c" / "d" / "out"
+    code, _, err = run(capsys, "export-peft", imported, exported)
+    assert code == 0, err
+    assert (exported / "adapter_config.json").is_file()
+    assert [path.name for path in exported.parent.iterdir()] == ["out"]  # no staging left
+
+
+def test_failed_import_and_export_leave_no_new_folders(
+    capsys, tmp_path, tiny_model_dir, prompt_embeddings
+) -> None:
+    adapter = write_adapter(tmp_path / "adapter", prompt_embeddings, peft_type="LORA")
+    got, _, err = run(
+        capsys, "import-peft", adapter, "--name", "acme/x", "--version", "1.0.0",
+        "--domain", "bias", "--model", tiny_model_dir, "-o", tmp_path / "a" / "b" / "x.ppatch",
+    )  # fmt: skip
+    assert got == 3
+    assert err.count("\n") == 1
+    got, _, err = run(capsys, "export-peft", tmp_path / "missing.ppatch", tmp_path / "c" / "out")
+    assert got == 4, err
+    assert "missing.ppatch" in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["adapter"]
+
+
+@pytest.mark.parametrize("command", ["import-peft", "export-peft"])
+def test_a_file_where_a_parent_folder_would_go_is_refused(
+    capsys, tmp_path, tiny_model_dir, prompt_embeddings, patch_file, command
+) -> None:
+    (tmp_path / "taken").write_text("mine")
+    target = tmp_path / "taken" / "sub" / "x"
+    if command == "import-peft":
+        adapter = write_adapter(tmp_path / "adapter", prompt_embeddings)
+        argv = [
+            "import-peft", adapter, "--name", "acme/x", "--version", "1.0.0",
+            "--domain", "bias", "--model", tiny_model_dir, "-o", target,
+        ]  # fmt: skip
+    else:
+        argv = ["export-peft", patch_file, target]
+    got, out, err = run(capsys, *argv)
+    assert (got, out) == (5, "")
+    assert err.startswith("ppatch: error: ") and err.count("\n") == 1
+    assert "is not a folder" in err
+    assert (tmp_path / "taken").read_text() == "mine"
