@@ -4,7 +4,11 @@ and install throughput of a 50 MB artifact against curl fetching the same URL.
 Everything runs against a local `ppatch-registry serve` started here in a temporary directory,
 so the figures measure the client, not a network. Run:
 
-    .venv/bin/python benchmarks/client.py [--repeat 5]
+    .venv/bin/python benchmarks/client.py [--repeat 5] [--outdated-only]
+
+`--outdated-only` skips the 50 MB artifact (its publish, curl and the installs), for quick
+start-up measurements. `outdated_imports_httpx` says whether the `outdated` run loaded httpx
+(it should not: docs/cli.md).
 
 Targets (docs/cli.md): `outdated` under 0.5 s including interpreter start-up; the download
 stage of an install at least 0.8x curl's throughput.
@@ -115,15 +119,27 @@ def timed(command: list[str], env: dict[str, str], repeat: int, ok: Callable[[in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--outdated-only", action="store_true", help="skip the 50 MB download measurements"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ppatch-bench-"))
     try:
-        return run(root, args.repeat)
+        return run(root, args.repeat, outdated_only=args.outdated_only)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def run(root: Path, repeat: int) -> int:
+def imports_httpx(ppatch: list[str], argv: list[str], env: dict[str, str]) -> bool:
+    """Whether running `ppatch ARGV` imported httpx (from `python -X importtime`)."""
+    done = subprocess.run(
+        [ppatch[0], "-X", "importtime", *ppatch[1:], *argv],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return any(line.split("|")[-1].strip() == "httpx" for line in done.stderr.splitlines())
+
+
+def run(root: Path, repeat: int, *, outdated_only: bool = False) -> int:
     registry_home, client_home, model = root / "registry", root / "client", root / "model"
     registry_home.mkdir()
     model.mkdir()
@@ -150,34 +166,55 @@ def run(root: Path, repeat: int) -> int:
                 short = name.split("/")[1]
                 http.post(f"/api/v1/packages/bench/{short}/releases",
                           files={"file": (f"{short}.ppatch", data)}).raise_for_status()  # fmt: skip
-            big = patch_bytes("bench/big", fingerprint, key, (BIG_BYTES // (4 * HIDDEN), HIDDEN))
-            answer = http.post("/api/v1/packages/bench/big/releases",
-                               files={"file": ("big.ppatch", big)})  # fmt: skip
-            answer.raise_for_status()
-            big_url = url + answer.json()["url"]
         subprocess.run([*ppatch, "install", *names, "--model", str(model)], env=env, check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
 
         bare = timed([sys.executable, "-c", "pass"], env, repeat, lambda c: c == 0)
         help_time = timed([*ppatch, "--help"], env, repeat, lambda c: c == 0)
-        outdated = timed([*ppatch, "outdated", "--model", str(model), "--json"], env, repeat,
-                         lambda c: c == 0)  # fmt: skip
+        outdated_argv = ["outdated", "--model", str(model), "--json"]
+        outdated = timed([*ppatch, *outdated_argv], env, repeat, lambda c: c == 0)
+        figures: dict[str, object] = {
+            "python_startup_s": round(bare, 3),
+            "help_s": round(help_time, 3),
+            "outdated_20_patches_s": round(outdated, 3),
+            "outdated_target_s": 0.5,
+            "outdated_imports_httpx": imports_httpx(ppatch, outdated_argv, env),
+        }
+        if not outdated_only:
+            figures.update(download_figures(root, url, token, fingerprint, key, model, env, repeat))
+    print(json.dumps(figures, indent=2))
+    return 0
 
-        curl = timed(["curl", "-sf", "-o", str(root / "curl.out"), big_url], env, repeat,
-                     lambda c: c == 0)  # fmt: skip
-        download = download_stage(url, big_url, big, env, repeat)
-        install_cli = timed(
-            [*ppatch, "install", "bench/big", "--model", str(model), "--upgrade"],
-            {**env, "PPATCH_HOME": str(root / "fresh")},
-            1,
-            lambda c: c == 0,
-        )
+
+def download_figures(
+    root: Path,
+    url: str,
+    token: str,
+    fingerprint: str,
+    key: Ed25519PrivateKey,
+    model: Path,
+    env: dict[str, str],
+    repeat: int,
+) -> dict[str, object]:
+    """A 50 MB artifact: curl, the install's download stage, and the whole install command."""
+    ppatch = [sys.executable, "-m", "ppatch.cli.main"]
+    big = patch_bytes("bench/big", fingerprint, key, (BIG_BYTES // (4 * HIDDEN), HIDDEN))
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+        answer = http.post("/api/v1/packages/bench/big/releases",
+                           files={"file": ("big.ppatch", big)})  # fmt: skip
+        answer.raise_for_status()
+        big_url = url + answer.json()["url"]
+    curl = timed(["curl", "-sf", "-o", str(root / "curl.out"), big_url], env, repeat,
+                 lambda c: c == 0)  # fmt: skip
+    download = download_stage(url, big_url, big, env, repeat)
+    install_cli = timed(
+        [*ppatch, "install", "bench/big", "--model", str(model), "--upgrade"],
+        {**env, "PPATCH_HOME": str(root / "fresh")},
+        1,
+        lambda c: c == 0,
+    )
     size_mb = len(big) / 1e6
-    figures = {
-        "python_startup_s": round(bare, 3),
-        "help_s": round(help_time, 3),
-        "outdated_20_patches_s": round(outdated, 3),
-        "outdated_target_s": 0.5,
+    return {
         "big_artifact_mb": round(size_mb, 1),
         "curl_mb_per_s": round(size_mb / curl, 1),
         "download_stage_mb_per_s": round(size_mb / download, 1),
@@ -185,8 +222,6 @@ def run(root: Path, repeat: int) -> int:
         "install_command_s": round(install_cli, 3),
         "install_command_vs_curl": round(curl / install_cli, 2),
     }
-    print(json.dumps(figures, indent=2))
-    return 0
 
 
 def download_stage(url: str, big_url: str, data: bytes, env: dict[str, str], repeat: int) -> float:

@@ -12,11 +12,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from patchfmt.names import PackageSpec
-from patchfmt.versions import VersionRange, parse_version, select_version
 from ppatch.errors import NotFoundError, UsageError
+
+# `patchfmt.versions` imports `semantic_version`, which costs ~40 ms at start-up; `ppatch
+# outdated` imports this module (through `ppatch.install`) for `Pin` but resolves nothing, so the
+# functions that parse versions import it when they run.
+if TYPE_CHECKING:
+    from patchfmt.names import PackageSpec
+    from patchfmt.versions import VersionRange
 
 __all__ = [
     "AmbiguousPackageError",
@@ -103,6 +108,8 @@ class Resolution:
 
 def as_range(value: VersionRange | str | None) -> VersionRange:
     """A range as a `VersionRange`; no range means the highest release."""
+    from patchfmt.versions import VersionRange
+
     if isinstance(value, VersionRange):
         return value
     return VersionRange.parse(value or "latest")
@@ -114,6 +121,8 @@ def _range_text(spec: PackageSpec) -> str:
 
 def _releases(index: Index) -> list[tuple[Any, Mapping[str, Any]]]:
     """(parsed version, release) pairs, highest first; unparsable versions are ignored."""
+    from patchfmt.versions import parse_version
+
     parsed = []
     for release in index.get("releases", []):
         try:
@@ -154,6 +163,8 @@ def _resolve_in(
     fingerprint: str,
     allow_prerelease: bool,
 ) -> Resolution:
+    from patchfmt.versions import select_version
+
     full_name = f"{index['namespace']}/{index['name']}"
     releases = _releases(index)
     exact = version_range.exact
@@ -234,6 +245,8 @@ def resolve(
     `UnknownPackageError`.
     """
     if isinstance(spec, str):
+        from patchfmt.names import PackageSpec
+
         spec = PackageSpec.parse(spec)
     version_range = spec.range
     range_text = _range_text(spec)
