@@ -6,14 +6,13 @@ connections are cut at a loopback proxy, or their backends terminated."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -23,19 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import make_url
 
 import patchfmt
+from tests.hardening import live_registry as live
 
-
-def _load(name: str) -> ModuleType:
-    path = Path(__file__).with_name(f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"hardening_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-live = _load("live_registry")
 pytestmark = pytest.mark.postgres
 
 Request = Callable[[httpx.Client], httpx.Response]
@@ -82,8 +70,8 @@ def _requests(token: str, published: bytes) -> dict[str, Request]:
 
 
 def _is_unavailable(response: httpx.Response) -> bool:
-    return response.status_code == 503 and response.json()["error"]["code"] in (
-        "database_unavailable"
+    return (
+        response.status_code == 503 and response.json()["error"]["code"] == "database_unavailable"
     )
 
 
@@ -104,50 +92,89 @@ def _wait_until_served(client: httpx.Client, request: Request, timeout: float = 
         time.sleep(0.2)
 
 
+@contextmanager
+def _serving(registry: live.LiveRegistry) -> Iterator[bytearray]:
+    """Starts `registry` and yields what it writes to stderr, read as it comes.
+
+    LiveRegistry pipes the server's stderr and reads it only when the server fails to start.
+    Unread, the pipe fills (64 KiB on Linux) and the server's next log line blocks its event
+    loop for good: that, not the database, was the "stops answering until restarted" of
+    issue 8, once each dropped request had logged its traceback.
+    """
+    registry.start()
+    assert registry.process is not None and registry.process.stderr is not None
+    log = bytearray()
+    stderr = os.dup(registry.process.stderr.fileno())  # kill() closes the original
+
+    def drain() -> None:
+        try:
+            while chunk := os.read(stderr, 65536):
+                log.extend(chunk)
+        finally:
+            os.close(stderr)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield log
+    finally:
+        registry.kill()  # the pipe's last writer exits: the reader sees its end
+        reader.join(timeout=10)
+
+
+def _unexpected_errors(log: bytearray) -> list[str]:
+    """Lines of the server's log that mark an error answered 500 or a dropped request."""
+    markers = ("Exception in ASGI application", "unexpected error", "Traceback")
+    return [line for line in log.decode(errors="replace").splitlines() if line.startswith(markers)]
+
+
 def test_cut_connections_give_503_and_the_same_process_recovers(
     database: str, key: Ed25519PrivateKey, tmp_path: Path
 ) -> None:
     token = live.prepare_registry(database, key)
     proxy = live.TcpProxy()
     registry = live.LiveRegistry(tmp_path, _through(database, proxy.port))
-    registry.start()
     try:
-        assert registry.process is not None
-        pid = registry.process.pid
-        with httpx.Client(base_url=registry.url, timeout=30) as client:
-            first = live.build_patch(key, "1.0.0")
-            assert live.publish(client, token, first).status_code == 201
-            requests = _requests(token, first)
-            for name, request in requests.items():
-                assert request(client).status_code < 500, name
+        with _serving(registry) as log:
+            assert registry.process is not None
+            pid = registry.process.pid
+            with httpx.Client(base_url=registry.url, timeout=30) as client:
+                first = live.build_patch(key, "1.0.0")
+                assert live.publish(client, token, first).status_code == 201
+                requests = _requests(token, first)
+                for name, request in requests.items():
+                    assert request(client).status_code < 500, name
 
-            proxy.cut()
-            unavailable = 0
+                proxy.cut()
+                unavailable = 0
 
-            def publish_second(c: httpx.Client) -> httpx.Response:
-                response: httpx.Response = live.publish(c, token, live.build_patch(key, "2.0.0"))
-                return response
+                def publish_second(c: httpx.Client) -> httpx.Response:
+                    response: httpx.Response = live.publish(
+                        c, token, live.build_patch(key, "2.0.0")
+                    )
+                    return response
 
-            cut_requests: dict[str, Request] = {**requests, "publish": publish_second}
-            for name, request in cut_requests.items():
-                response = request(client)
-                _answered_or_unavailable(name, response)
-                if name != "download":  # blobs are served from storage alone
-                    assert _is_unavailable(response), f"{name}: {response.status_code}"
-                    if name != "healthz":  # a probe: its 503 is the answer, not a retry hint
-                        assert response.headers["Retry-After"] == "5", name
-                    unavailable += 1
+                cut_requests: dict[str, Request] = {**requests, "publish": publish_second}
+                for name, request in cut_requests.items():
+                    response = request(client)
+                    _answered_or_unavailable(name, response)
+                    if name != "download":  # blobs are served from storage alone
+                        assert _is_unavailable(response), f"{name}: {response.status_code}"
+                        if name != "healthz":  # a probe: its 503 is the answer, not a retry hint
+                            assert response.headers["Retry-After"] == "5", name
+                        unavailable += 1
 
-            proxy.restore()
-            for request in requests.values():
-                _wait_until_served(client, request)
-            assert live.publish(client, token, live.build_patch(key, "2.0.0")).status_code == 201
-        assert registry.process is not None and registry.process.pid == pid
+                proxy.restore()
+                for request in requests.values():
+                    _wait_until_served(client, request)
+                second = live.build_patch(key, "2.0.0")
+                assert live.publish(client, token, second).status_code == 201
+            assert registry.process is not None and registry.process.pid == pid
+            fsck = registry.fsck()
         assert unavailable == len(requests)
-        fsck = registry.fsck()
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+        assert _unexpected_errors(log) == []
     finally:
-        registry.kill()
         proxy.close()
 
 
@@ -162,93 +189,146 @@ def _terminate_backends(database_url: str) -> int:
     return len(rows)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("PPATCH_REPRODUCE_KNOWN_BUGS"),
-    reason="reproduces an open registry bug (run it with PPATCH_REPRODUCE_KNOWN_BUGS=1): "
-    "after backends are terminated "
-    "under load, a `serve` subprocess closes some search requests unanswered and then stops "
-    "answering index and search reads (ReadTimeout) until restarted; seen 2 of 2 runs as a "
-    "subprocess, not when uvicorn runs in-process",
-)
+TERMINATING = 2.0  # seconds of backend terminations, one round every 100 ms
+RECOVERY = 5.0  # seconds the same process may take to serve everything again
+ANSWERS = {200, 201, 304}  # every request asks for something that exists
+PROBES = ("healthz", "metrics")  # their 503 is the answer, not a hint to retry
+
+
+class _Traffic:
+    """Client threads that repeat their request until stopped, recording every answer and
+    every request that got none (a timeout or a connection closed unanswered)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.stop = threading.Event()
+        self.outcomes: dict[str, list[int]] = {}
+        self.failures: list[str] = []
+        self.slowest = 0.0
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def record(self, name: str, client: httpx.Client, request: Request) -> None:
+        started = time.monotonic()
+        try:
+            response = request(client)
+        except httpx.HTTPError as error:
+            problem: str | None = f"{name}: {type(error).__name__} {error}"
+            status = 0
+        else:
+            status = response.status_code
+            problem = None
+            if status not in ANSWERS and not _is_unavailable(response):
+                problem = f"{name}: {status} {response.text[:200]}"
+            elif status == 503 and name not in PROBES and "Retry-After" not in response.headers:
+                problem = f"{name}: 503 without Retry-After"
+        with self._lock:
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self.outcomes.setdefault(name, []).append(status)
+            if problem:
+                self.failures.append(problem)
+
+    def repeat(self, name: str, request: Request) -> None:
+        def loop() -> None:
+            with httpx.Client(base_url=self.base_url, timeout=REQUEST_TIMEOUT) as client:
+                while not self.stop.is_set():
+                    self.record(name, client, request)
+
+        self._threads.append(threading.Thread(target=loop, name=name))
+
+    def once_each(self, name: str, requests: list[Request]) -> None:
+        def run() -> None:
+            with httpx.Client(base_url=self.base_url, timeout=REQUEST_TIMEOUT) as client:
+                for request in requests:
+                    self.record(name, client, request)
+
+        self._threads.append(threading.Thread(target=run, name=name))
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+            assert not thread.is_alive(), f"{thread.name}: still waiting for an answer"
+
+    def count(self, status: int) -> int:
+        return sum(codes.count(status) for codes in self.outcomes.values())
+
+
 def test_terminated_backends_mid_traffic(
     database: str, key: Ed25519PrivateKey, tmp_path: Path
 ) -> None:
-    """Backends are killed every 100 ms while reads and publishes run: no 500, no row lost or
-    doubled once the publishes are retried, and fsck is clean."""
+    """Backends are killed every 100 ms while reads and publishes run: every request is
+    answered promptly (its answer or 503 `database_unavailable`, never a 500, a timeout or a
+    dropped connection), the same process serves reads and publishes again within seconds,
+    no row is lost or doubled once the publishes are retried, and fsck is clean."""
     token = live.prepare_registry(database, key)
     registry = live.LiveRegistry(tmp_path, database)
-    registry.start()
-    outcomes: dict[str, list[int]] = {}
-    failures: list[str] = []
-    stop = threading.Event()
+    first = live.build_patch(key, "1.0.0")
     patches = {f"2.0.{i}": live.build_patch(key, f"2.0.{i}", seed=i) for i in range(6)}
-
-    def traffic(name: str, request: Request) -> None:
-        with httpx.Client(base_url=registry.url, timeout=REQUEST_TIMEOUT) as client:
-            while not stop.is_set():
-                try:
-                    response = request(client)
-                except httpx.HTTPError as error:  # a hang or a connection closed unanswered
-                    failures.append(f"{name}: {type(error).__name__}")
-                    continue
-                outcomes.setdefault(name, []).append(response.status_code)
-                if not (response.status_code < 500 or _is_unavailable(response)):
-                    failures.append(f"{name}: {response.status_code} {response.text[:200]}")
-
-    def publisher() -> None:
-        with httpx.Client(base_url=registry.url, timeout=REQUEST_TIMEOUT) as client:
-            for data in patches.values():
-                try:
-                    response = live.publish(client, token, data)
-                except httpx.HTTPError as error:
-                    failures.append(f"publish: {type(error).__name__}")
-                    continue
-                outcomes.setdefault("publish", []).append(response.status_code)
-                if response.status_code not in (201, 503) or (
-                    response.status_code == 503 and not _is_unavailable(response)
-                ):
-                    failures.append(f"publish: {response.status_code} {response.text[:200]}")
-
-    try:
+    with _serving(registry) as log:
+        assert registry.process is not None
+        pid = registry.process.pid
         with httpx.Client(base_url=registry.url, timeout=30) as client:
-            assert live.publish(client, token, live.build_patch(key, "1.0.0")).status_code == 201
-        requests = _requests(token, live.build_patch(key, "1.0.0"))
-        threads = [
-            threading.Thread(target=traffic, args=(name, requests[name]))
-            for name in ("index", "index_poll", "updates", "search")
-        ] + [threading.Thread(target=publisher)]
-        for thread in threads:
-            thread.start()
+            assert live.publish(client, token, first).status_code == 201
+            etag = client.get("/api/v1/packages/acme/toxicity").headers["ETag"]
+        requests = _requests(token, first)
+        index = "/api/v1/packages/acme/toxicity"
+        reads: dict[str, Request] = {
+            **{name: requests[name] for name in ("index", "index_poll", "updates", "search")},
+            "index_304": lambda c: c.get(index, headers={"If-None-Match": etag}),
+            "healthz": requests["healthz"],
+            "metrics": lambda c: c.get("/metrics"),
+        }
+        traffic = _Traffic(registry.url)
+        for name, request in reads.items():
+            traffic.repeat(name, request)
+        traffic.once_each(
+            "publish",
+            [lambda c, data=data: live.publish(c, token, data) for data in patches.values()],
+        )
+        traffic.start()
         terminated = 0
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            terminated += _terminate_backends(database)
-            time.sleep(0.1)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert failures == []
-        assert terminated > 0
+        deadline = time.monotonic() + TERMINATING
+        try:
+            while time.monotonic() < deadline:
+                terminated += _terminate_backends(database)
+                time.sleep(0.1)
+        finally:
+            traffic.join()
+        stopped = time.monotonic()
 
         with httpx.Client(base_url=registry.url, timeout=REQUEST_TIMEOUT) as client:
-            for request in requests.values():
-                _wait_until_served(client, request)
+            for request in reads.values():
+                _wait_until_served(client, request, timeout=RECOVERY)
             # Retrying every publish settles each version exactly once (201 or the 200 no-op).
             for version, data in patches.items():
                 response = live.publish(client, token, data)
                 assert response.status_code in (200, 201), (version, response.text)
-            index = client.get("/api/v1/packages/acme/toxicity").json()
-        versions = sorted(release["version"] for release in index["releases"])
-        assert versions == sorted(["1.0.0", *patches])
+            recovered = time.monotonic() - stopped
+            listed = client.get(index).json()
+        assert registry.process is not None and registry.process.pid == pid
         fsck = registry.fsck()
-        assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    finally:
-        stop.set()
-        registry.kill()
-    sys.stdout.write(f"\nterminated {terminated} backends; outcomes {_summary(outcomes)}\n")
+    sys.stdout.write(
+        f"\nterminated {terminated} backends in {TERMINATING:.0f} s; slowest answer "
+        f"{traffic.slowest:.2f} s; recovered in {recovered:.2f} s; "
+        f"outcomes {_summary(traffic.outcomes)}\n"
+    )
+    assert traffic.failures == []
+    assert terminated > 0
+    assert traffic.count(503) > 0, "no request met a terminated backend: the test tested nothing"
+    assert recovered < RECOVERY
+    versions = sorted(release["version"] for release in listed["releases"])
+    assert versions == sorted(["1.0.0", *patches])
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert _unexpected_errors(log) == []
 
 
 def _summary(outcomes: dict[str, list[int]]) -> dict[str, Any]:
     return {
-        name: {code: codes.count(code) for code in set(codes)} for name, codes in outcomes.items()
+        name: {code: codes.count(code) for code in sorted(set(codes))}
+        for name, codes in outcomes.items()
     }
