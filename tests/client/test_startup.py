@@ -1,4 +1,5 @@
-"""Registry-facing commands never import torch or transformers: cron jobs must start fast."""
+"""Registry-facing commands never import torch or transformers, and `ppatch outdated` not even
+httpx: cron jobs must start fast (benchmarks/client.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from tests.client.conftest import Models, Registry
 
 HEAVY = ("torch", "transformers")
+# What the update check does without: the httpx stack (with the CLI extras it pulls in) and
+# semantic_version, needed only when an installed and a latest version differ.
+UPDATE_CHECK_AVOIDS = ("httpx", "httpcore", "h11", "anyio", "rich", "click", "semantic_version")
 
 PROBE = """
 import json, sys
@@ -25,9 +30,9 @@ print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
 """
 
 
-def probe(env: dict[str, str], *argv: str) -> dict[str, object]:
+def probe(env: dict[str, str], *argv: str, heavy: tuple[str, ...] = HEAVY) -> dict[str, object]:
     completed = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *argv],
+        [sys.executable, "-c", PROBE.format(heavy=heavy), *argv],
         env=env,
         capture_output=True,
         text=True,
@@ -35,6 +40,7 @@ def probe(env: dict[str, str], *argv: str) -> dict[str, object]:
         check=False,
     )
     report: dict[str, object] = json.loads(completed.stderr.strip().splitlines()[-1])
+    report["stdout"] = completed.stdout
     return report
 
 
@@ -53,3 +59,33 @@ def test_registry_commands_do_not_import_torch(
     report = probe(env, *(arg.format(model=models.a) for arg in argv))
     assert report["heavy"] == []
     assert report["code"] in (0, 1)
+
+
+def test_outdated_checks_the_registry_without_importing_httpx(
+    registry: Registry, models: Models, ppatch: Any
+) -> None:
+    env = {**os.environ, "PPATCH_REGISTRY": registry.url}
+    installed = ppatch("install", "acme/toxicity@1.3.0", "--model", models.a, "--registry",
+                       registry.url)  # fmt: skip
+    assert installed.code == 0, installed.err
+    report = probe(env, "outdated", "--model", str(models.a), "--json", heavy=UPDATE_CHECK_AVOIDS)
+    assert report["heavy"] == []
+    assert report["code"] == 0
+    # The registry was asked and answered: the package is known and current.
+    [row] = json.loads(str(report["stdout"]))["packages"]
+    assert (row["name"], row["latest"], row["found"]) == ("acme/toxicity", "1.3.0", True)
+
+
+def test_outdated_through_a_proxy_falls_back_to_httpx(
+    registry: Registry, models: Models, ppatch: Any
+) -> None:
+    ppatch("install", "acme/toxicity@1.3.0", "--model", models.a, "--registry", registry.url)
+    unreachable_proxy = "http://127.0.0.1:9"
+    env = {**os.environ, "PPATCH_REGISTRY": registry.url, "HTTP_PROXY": unreachable_proxy,
+           "PPATCH_HTTP_RETRIES": "0"}  # fmt: skip
+    for name in ("NO_PROXY", "no_proxy"):
+        env.pop(name, None)
+    report = probe(env, "outdated", "--model", str(models.a), "--json", heavy=("httpx",))
+    # httpx honoured the proxy, which refuses: the check failed as unreachable (exit 6).
+    assert report["heavy"] == ["httpx"]
+    assert report["code"] == 6
