@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ppatch import constants, store
 from ppatch.errors import NotFoundError, UsageError, VerificationError
-from ppatch.progress import progress
+from ppatch.progress import deferred_progress, progress
 from ppatch.registry_errors import RegistryNotFoundError
 from ppatch.resolver import Pin, Resolution, resolve
 from ppatch.trust import ensure_trusted, public_keys
@@ -101,7 +101,8 @@ def model_target(model: str) -> ModelTarget:
     from patchfmt import fingerprint_model, resolve_model_path
 
     path = resolve_model_path(model)
-    with progress(f"fingerprinting {path.name}", None, unit="bytes") as advance:
+    # Deferred: a cached fingerprint never advances the bar, so rich is not even imported.
+    with deferred_progress(f"fingerprinting {path.name}", None, unit="bytes") as advance:
         fingerprint = fingerprint_model(
             path, cache_dir=constants.fingerprint_cache_dir(), progress=advance
         )
