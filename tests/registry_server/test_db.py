@@ -5,6 +5,7 @@ still raises."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,9 +41,9 @@ def _terminate(backend_pid: int) -> None:
         assert terminated.fetchone() == (True,)
 
 
-def _namespaces(engine: Engine) -> int:
+def _namespace_exists(engine: Engine, name: str) -> bool:
     with session_factory(engine)() as session:
-        return int(session.scalar(select(func.count(Namespace.id))) or 0)
+        return session.scalar(select(Namespace.id).where(Namespace.name == name)) is not None
 
 
 @pytest.mark.postgres
@@ -67,12 +68,13 @@ def test_a_commit_whose_backend_was_terminated_still_raises(postgres_engine: Eng
     session = session_factory(postgres_engine)()
     backend = session.scalar(text("SELECT pg_backend_pid()"))
     assert isinstance(backend, int)
-    admin.create_namespace(session, "acme", admin.CLI_ACTOR)
+    name = f"lost-{uuid.uuid4().hex[:8]}"  # the session's database is shared, not emptied
+    admin.create_namespace(session, name, admin.CLI_ACTOR)
     _terminate(backend)
     with pytest.raises(OperationalError):
         session.commit()
     session.close()
-    assert _namespaces(postgres_engine) == 0
+    assert not _namespace_exists(postgres_engine, name)
 
 
 def test_a_failed_rollback_at_close_discards_the_connection(
