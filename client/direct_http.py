@@ -4,13 +4,14 @@ httpx is slow to import (~0.15 s with its dependencies, more than the rest of an
 and parses HTTP/1.1 in pure Python. Blob downloads (`ppatch.blob_download`) and the update
 check (`ppatch.json_transport`) use `http.client` instead, but only where no proxy applies:
 `http.client` does not read the proxy variables that httpx honours, so with a proxy the callers
-keep httpx. HTTPS uses `ssl.create_default_context()`, the system's certificate store
-(`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured there as by httpx).
+keep httpx. HTTPS trusts what httpx trusts (`tls_context`), so both transports accept the same
+registries.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import ssl
 import urllib.request
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ __all__ = [
     "open_connection",
     "request_target",
     "same_host_headers",
+    "tls_context",
 ]
 
 MAX_REDIRECTS = 5
@@ -40,14 +42,24 @@ def direct_connection_possible(url: str) -> bool:
     return bool(urllib.request.proxy_bypass(parts.hostname))
 
 
+def tls_context() -> ssl.SSLContext:
+    """Verify certificates against what httpx uses: `SSL_CERT_FILE`, else `SSL_CERT_DIR`, else
+    certifi's bundle (installed with httpx), not the system store."""
+    if cafile := os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=cafile)
+    if capath := os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=capath)
+    import certifi  # only for https, and it is small
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def open_connection(url: str, timeout: float) -> http.client.HTTPConnection:
     """An unopened connection to `url`'s host; `timeout` bounds the connect and each read."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme == "https":
-        return http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout, context=ssl.create_default_context()
-        )
+        return http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=tls_context())
     return http.client.HTTPConnection(host, parts.port, timeout=timeout)
 
 

@@ -1,19 +1,28 @@
 """The standard-library JSON transport of the update check, against a local scripted server:
 success, error mapping (the same exceptions and messages as the httpx client), retries on 5xx
-and refused connections, timeouts, redirects, and the update check's offline and proxy rules."""
+and refused connections, timeouts, redirects, https (trusting what httpx trusts), and the update
+check's offline and proxy rules."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ppatch.errors import ExitCode, NetworkError
 from ppatch.json_transport import JsonTransport
@@ -280,3 +289,81 @@ def test_check_updates_through_a_proxy_uses_httpx_which_honours_it(
     monkeypatch.setenv("HTTP_PROXY", server)
     assert check_updates("http://registry.test", INSTALLED, retries=0) == [RESULTS["results"][0]]
     assert Scripted.seen[0].path == "http://registry.test" + UPDATES_PATH
+
+
+# -- https ------------------------------------------------------------------------------------
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no public bundle trusts, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ppatch test registry")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    Scripted.script, Scripted.seen = [Reply(200, RESULTS)], []
+    cert_path, key_path = self_signed_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}", cert_path
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_https_verifies_against_ssl_cert_file_as_httpx_does(
+    https_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, cert_path = https_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
+    assert updates(transport(url, token="secret")[0]) == RESULTS
+    with RegistryClient(url, retries=0) as client:
+        assert client.check_updates(INSTALLED) == [RESULTS["results"][0]]
+    assert Scripted.seen[0].headers["Authorization"] == "Bearer secret"
+
+
+def test_https_refuses_a_certificate_no_trusted_authority_signed(
+    https_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _cert_path = https_server
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(NetworkError, match="certificate verify failed") as caught:
+        updates(transport(url, retries=0)[0])
+    assert caught.value.exit_code == ExitCode.NETWORK
+    with RegistryClient(url, retries=0) as client, pytest.raises(NetworkError, match="certif"):
+        client.check_updates(INSTALLED)
+    assert Scripted.seen == []
