@@ -129,6 +129,16 @@ class LiveRegistry:
     def storage(self) -> Path:
         return self.home / "blobs"
 
+    @property
+    def log_path(self) -> Path:
+        """The server's stderr, every run appended. A file, not a pipe: a pipe nobody reads
+        fills at 64 KiB and the server's next log line then blocks its event loop for good
+        (that was issue 8's "stops answering until restarted" once requests logged errors)."""
+        return self.home / "serve.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def environment(self) -> dict[str, str]:
         return {
             **os.environ,
@@ -138,18 +148,19 @@ class LiveRegistry:
         }
 
     def start(self, timeout: float = 30) -> None:
-        self.process = subprocess.Popen(
-            [str(SERVE), "serve", "--port", str(self.port), "--log-level", "warning"],
-            env=self.environment(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [str(SERVE), "serve", "--port", str(self.port), "--log-level", "warning"],
+                env=self.environment(),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                stderr = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"ppatch-registry serve exited: {stderr[-2000:]}")
+                raise RuntimeError(f"ppatch-registry serve exited: {self.log()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return
@@ -165,8 +176,6 @@ class LiveRegistry:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
-        if self.process.stderr:
-            self.process.stderr.close()
         self.process = None
 
     def fsck(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ connections are cut at a loopback proxy, or their backends terminated."""
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import threading
 import time
@@ -93,39 +92,18 @@ def _wait_until_served(client: httpx.Client, request: Request, timeout: float = 
 
 
 @contextmanager
-def _serving(registry: live.LiveRegistry) -> Iterator[bytearray]:
-    """Starts `registry` and yields what it writes to stderr, read as it comes.
-
-    LiveRegistry pipes the server's stderr and reads it only when the server fails to start.
-    Unread, the pipe fills (64 KiB on Linux) and the server's next log line blocks its event
-    loop for good: that, not the database, was the "stops answering until restarted" of
-    issue 8, once each dropped request had logged its traceback.
-    """
+def _serving(registry: live.LiveRegistry) -> Iterator[live.LiveRegistry]:
     registry.start()
-    assert registry.process is not None and registry.process.stderr is not None
-    log = bytearray()
-    stderr = os.dup(registry.process.stderr.fileno())  # kill() closes the original
-
-    def drain() -> None:
-        try:
-            while chunk := os.read(stderr, 65536):
-                log.extend(chunk)
-        finally:
-            os.close(stderr)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
     try:
-        yield log
+        yield registry
     finally:
-        registry.kill()  # the pipe's last writer exits: the reader sees its end
-        reader.join(timeout=10)
+        registry.kill()
 
 
-def _unexpected_errors(log: bytearray) -> list[str]:
+def _unexpected_errors(registry: live.LiveRegistry) -> list[str]:
     """Lines of the server's log that mark an error answered 500 or a dropped request."""
     markers = ("Exception in ASGI application", "unexpected error", "Traceback")
-    return [line for line in log.decode(errors="replace").splitlines() if line.startswith(markers)]
+    return [line for line in registry.log().splitlines() if line.startswith(markers)]
 
 
 def test_cut_connections_give_503_and_the_same_process_recovers(
@@ -135,7 +113,7 @@ def test_cut_connections_give_503_and_the_same_process_recovers(
     proxy = live.TcpProxy()
     registry = live.LiveRegistry(tmp_path, _through(database, proxy.port))
     try:
-        with _serving(registry) as log:
+        with _serving(registry):
             assert registry.process is not None
             pid = registry.process.pid
             with httpx.Client(base_url=registry.url, timeout=30) as client:
@@ -173,7 +151,7 @@ def test_cut_connections_give_503_and_the_same_process_recovers(
             fsck = registry.fsck()
         assert unavailable == len(requests)
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-        assert _unexpected_errors(log) == []
+        assert _unexpected_errors(registry) == []
     finally:
         proxy.close()
 
@@ -269,7 +247,7 @@ def test_terminated_backends_mid_traffic(
     registry = live.LiveRegistry(tmp_path, database)
     first = live.build_patch(key, "1.0.0")
     patches = {f"2.0.{i}": live.build_patch(key, f"2.0.{i}", seed=i) for i in range(6)}
-    with _serving(registry) as log:
+    with _serving(registry):
         assert registry.process is not None
         pid = registry.process.pid
         with httpx.Client(base_url=registry.url, timeout=30) as client:
@@ -324,7 +302,7 @@ def test_terminated_backends_mid_traffic(
     versions = sorted(release["version"] for release in listed["releases"])
     assert versions == sorted(["1.0.0", *patches])
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    assert _unexpected_errors(log) == []
+    assert _unexpected_errors(registry) == []
 
 
 def _summary(outcomes: dict[str, list[int]]) -> dict[str, Any]:
