@@ -386,7 +386,7 @@ def _newer(latest: str, installed: str) -> bool:
         return False
     from patchfmt import parse_version
 
-    return parse_version(latest) > parse_version(installed)
+    return bool(parse_version(latest) > parse_version(installed))
 
 
 def _outdated(args: argparse.Namespace) -> int:
