@@ -6,10 +6,13 @@ are the same for every prompt: the model runs over them once (`compute_prefix`) 
 starts from that cache. `PrefixStore` keeps one prefix per (model, patch set, dtype, device).
 
 Sharing rather than copying: `PrefixKV.cache_for_batch` builds a fresh `DynamicCache` whose layers
-point at the stored tensors, widened to the batch with `expand` views (no memory). The cache's
-`update` concatenates new keys onto them, which allocates new tensors; the stored ones are never
-written. Layer kinds that keep their own bookkeeping (sliding windows, ...) are filled through
-their `update` instead, which copies, but stays correct.
+point at the stored tensors, widened to the batch with `expand` views (no memory). Plain layers
+become growing layers (`_define_growing_layer`): the first `update` copies the prefix and the
+prompt's keys into buffers of their own with room to spare, and later tokens are written into
+that room, where `DynamicLayer` concatenates (copying the whole cache, prefix included) on every
+decoding step. The stored tensors are never written. Layer kinds that keep their own
+bookkeeping (sliding windows, ...) are filled through their `update` instead, which copies, but
+stays correct.
 """
 
 from __future__ import annotations
@@ -54,16 +57,19 @@ class PrefixKV:
         from transformers import DynamicCache
         from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
+        growing_layer = _growing_layer_class()
         cache = DynamicCache(config=config)
         if len(cache.layers) != len(self.layers):
             raise ValueError(
                 f"the model's cache has {len(cache.layers)} layers but the prefix has "
                 f"{len(self.layers)}: the prefix was computed for another model"
             )
-        for layer, (keys, values) in zip(cache.layers, self.layers, strict=True):
+        pairs = zip(cache.layers, self.layers, strict=True)
+        for index, (layer, (keys, values)) in enumerate(pairs):
             wide_keys = keys.expand(batch_size, -1, -1, -1)
             wide_values = values.expand(batch_size, -1, -1, -1)
             if type(layer) is DynamicLayer:
+                layer = cache.layers[index] = growing_layer()
                 layer.lazy_initialization(wide_keys, wide_values)
                 layer.keys = wide_keys
                 layer.values = wide_values
@@ -75,6 +81,93 @@ class PrefixKV:
                     "so a prompt-tuning prefix cannot be cached for it"
                 )
         return cache
+
+
+# Room a growing buffer keeps beyond what it holds: half as much again, at least this many tokens.
+# Generation appends one token per step, so a buffer reallocates O(log n) times, not n times.
+_MIN_SPARE_TOKENS = 32
+
+_GROWING_LAYER: type | None = None
+
+
+def _growing_layer_class() -> type:
+    """`GrowingLayer`, defined on first use so that importing this module does not import torch."""
+    global _GROWING_LAYER
+    if _GROWING_LAYER is None:
+        _GROWING_LAYER = _define_growing_layer()
+    return _GROWING_LAYER
+
+
+def _define_growing_layer() -> type:
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
+        """A `DynamicLayer` that appends into spare room instead of concatenating every step.
+
+        `keys` and `values` are views of the first `length` positions of buffers with room to
+        spare; `update` writes new tokens after them and widens the views. Whatever replaces
+        `keys` (beam reordering, batch selection, a reset) leaves them no longer views of the
+        buffers, and the next `update` starts new buffers from them: `DynamicLayer`'s behaviour,
+        one copy later. Cropping keeps the views, so the next tokens overwrite what was cropped.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]
+            self._key_buffer: torch.Tensor | None = None
+            self._value_buffer: torch.Tensor | None = None
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            held = 0 if self.keys is None or self.keys.numel() == 0 else int(self.keys.shape[-2])
+            length = held + key_states.shape[-2]
+            if not self._buffers_hold_the_cache(length):
+                self._start_buffers(held, length, key_states, value_states)
+            assert self._key_buffer is not None and self._value_buffer is not None
+            self._key_buffer[:, :, held:length].copy_(key_states)
+            self._value_buffer[:, :, held:length].copy_(value_states)
+            self.keys = self._key_buffer[:, :, :length]
+            self.values = self._value_buffer[:, :, :length]
+            return self.keys, self.values
+
+        def _buffers_hold_the_cache(self, length: int) -> bool:
+            """Whether `keys`/`values` still view the buffers and `length` tokens fit."""
+            for view, buffer in ((self.keys, self._key_buffer), (self.values, self._value_buffer)):
+                if (
+                    buffer is None
+                    or view is None
+                    or view.numel() == 0
+                    or view.data_ptr() != buffer.data_ptr()
+                    or view.stride() != buffer.stride()
+                    or view.shape[:2] != buffer.shape[:2]
+                    or view.shape[-1] != buffer.shape[-1]
+                    or view.dtype != buffer.dtype
+                    or length > buffer.shape[-2]
+                ):
+                    return False
+            return True
+
+        def _start_buffers(
+            self,
+            held: int,
+            length: int,
+            key_states: torch.Tensor,
+            value_states: torch.Tensor,
+        ) -> None:
+            capacity = length + max(length // 2, _MIN_SPARE_TOKENS)
+            buffers = []
+            for old, new in ((self.keys, key_states), (self.values, value_states)):
+                shape = (new.shape[0], new.shape[1], capacity, new.shape[-1])
+                buffer = torch.empty(shape, dtype=new.dtype, device=new.device)
+                if held and old is not None:
+                    buffer[:, :, :held].copy_(old)
+                buffers.append(buffer)
+            self._key_buffer, self._value_buffer = buffers
+
+    return GrowingLayer
 
 
 def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV:

@@ -157,3 +157,83 @@ def test_a_prefix_first_computed_under_inference_mode_is_a_plain_tensor(
     with torch.inference_mode():
         prefix = compute_prefix(tiny_model, torch.from_numpy(prompt_embeddings))
     assert not any(keys.is_inference() or values.is_inference() for keys, values in prefix.layers)
+
+
+def _filled_cache(tiny_model, prompt_embeddings, batch: int) -> tuple[Any, Any]:
+    prefix = compute_prefix(tiny_model, torch.from_numpy(prompt_embeddings))
+    return prefix, prefix.cache_for_batch(batch, tiny_model.config)
+
+
+def _states(batch: int, tokens: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    # The tiny model: 2 key/value heads of width 8.
+    return (
+        torch.randn(batch, 2, tokens, 8, generator=generator),
+        torch.randn(batch, 2, tokens, 8, generator=generator),
+    )
+
+
+def test_decoding_steps_append_in_place_and_hold_every_token(tiny_model, prompt_embeddings) -> None:
+    prefix, cache = _filled_cache(tiny_model, prompt_embeddings, batch=3)
+    layer = cache.layers[0]
+    prefix_keys, prefix_values = prefix.layers[0]
+    prompt = _states(3, 4, seed=1)
+    layer.update(*prompt)
+    start = layer.keys.data_ptr()
+    steps = [_states(3, 1, seed=2 + step) for step in range(10)]
+    for step in steps:
+        keys, values = layer.update(*step)
+        assert keys.data_ptr() == start  # written after the held tokens, not concatenated
+
+    expected_keys = torch.cat(
+        [prefix_keys.expand(3, -1, -1, -1), prompt[0], *(step[0] for step in steps)], dim=-2
+    )
+    expected_values = torch.cat(
+        [prefix_values.expand(3, -1, -1, -1), prompt[1], *(step[1] for step in steps)], dim=-2
+    )
+    assert torch.equal(keys, expected_keys)
+    assert torch.equal(values, expected_values)
+    assert cache.get_seq_length() == prompt_embeddings.shape[0] + 4 + 10
+
+
+def test_a_growing_layer_moves_to_a_bigger_buffer_when_full(tiny_model, prompt_embeddings) -> None:
+    prefix, cache = _filled_cache(tiny_model, prompt_embeddings, batch=2)
+    layer = cache.layers[0]
+    added = [_states(2, 1, seed=step) for step in range(200)]
+    for step in added:
+        layer.update(*step)
+    expected = torch.cat([prefix.layers[0][0].expand(2, -1, -1, -1), *(s[0] for s in added)], -2)
+    assert torch.equal(layer.keys, expected)
+
+
+def test_a_replaced_or_cropped_cache_keeps_growing_correctly(tiny_model, prompt_embeddings) -> None:
+    prefix, cache = _filled_cache(tiny_model, prompt_embeddings, batch=2)
+    layer = cache.layers[0]
+    first, second, third = (_states(2, 3, seed=seed) for seed in (1, 2, 3))
+    layer.update(*first)
+    layer.update(*second)
+    # Beam search replaces the tensors (no longer views of the buffers): rows swapped here.
+    layer.batch_select_indices(torch.tensor([1, 0]))
+    layer.update(*third)
+    rows = torch.tensor([1, 0])
+    wide_prefix = prefix.layers[0][0].expand(2, -1, -1, -1)
+    expected = torch.cat([wide_prefix, first[0][rows], second[0][rows], third[0]], dim=-2)
+    assert torch.equal(layer.keys, expected)
+
+    # Cropping (assisted decoding) drops tokens; the next ones take their place.
+    layer.crop(-3)
+    fourth = _states(2, 2, seed=4)
+    layer.update(*fourth)
+    expected = torch.cat([wide_prefix, first[0][rows], second[0][rows], fourth[0]], dim=-2)
+    assert torch.equal(layer.keys, expected)
+
+
+def test_a_reset_cache_starts_empty(tiny_model, prompt_embeddings) -> None:
+    _, cache = _filled_cache(tiny_model, prompt_embeddings, batch=1)
+    layer = cache.layers[0]
+    layer.update(*_states(1, 2, seed=1))
+    cache.reset()
+    fresh = _states(1, 2, seed=2)
+    keys, values = layer.update(*fresh)
+    assert torch.equal(keys, fresh[0])
+    assert torch.equal(values, fresh[1])
