@@ -315,3 +315,68 @@ def test_sliding_window_layers_equal_the_concatenation(prompt_embeddings) -> Non
     torch.testing.assert_close(logits[real], expected[real], atol=TOLERANCE, rtol=0)
     expected_tokens = reference_generate(model, prompt_embeddings, input_ids, mask, **settings)
     assert torch.equal(tokens[:, input_ids.shape[1] :], expected_tokens)
+
+
+class DecoderMasks:
+    """The attention masks the decoder stack receives, one per forward pass."""
+
+    def __init__(self, model: Any) -> None:
+        self.seen: list[torch.Tensor] = []
+        self._handle = model.model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, _module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        self.seen.append(kwargs["attention_mask"])
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@pytest.mark.parametrize(
+    ("prompts", "batch_rows"), [(PROMPTS[:1] * 3, 1), (PROMPTS, 3)], ids=["unpadded", "padded"]
+)
+def test_sdpa_models_get_one_additive_mask_made_once(
+    patched, tiny_model, tiny_tokenizer, prompt_embeddings, prompts, batch_rows
+) -> None:
+    input_ids, mask = encode(tiny_tokenizer, prompts, "left")
+    virtual, length = prompt_embeddings.shape[0], input_ids.shape[1]
+    patched.prefix()  # computed before watching: one pass per call from here
+    masks = DecoderMasks(tiny_model)
+    try:
+        with torch.no_grad():
+            logits = patched(input_ids=input_ids, attention_mask=mask).logits
+    finally:
+        masks.remove()
+
+    assert tiny_model.config._attn_implementation == "sdpa"
+    (given,) = masks.seen
+    # Not transformers' boolean mask per row: additive, and shared by all rows when unpadded.
+    assert given.dtype == torch.float32
+    assert given.shape == (batch_rows, 1, length, virtual + length)
+    expected = reference_logits(tiny_model, prompt_embeddings, input_ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], expected[real], atol=TOLERANCE, rtol=0)
+
+
+def test_eager_attention_gets_the_two_dimensional_mask(
+    tiny_model_dir, tiny_tokenizer, prompt_embeddings
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, local_files_only=True, attn_implementation="eager"
+    ).eval()
+    patched = PatchedModel(model, [AppliedPatch.from_array(prompt_embeddings)])
+    input_ids, mask = encode(tiny_tokenizer, PROMPTS, "left")
+    patched.prefix()
+    masks = DecoderMasks(model)
+    try:
+        with torch.no_grad():
+            logits = patched(input_ids=input_ids, attention_mask=mask).logits
+    finally:
+        masks.remove()
+
+    (given,) = masks.seen
+    assert given.shape == (3, prompt_embeddings.shape[0] + input_ids.shape[1])
+    expected = reference_logits(model, prompt_embeddings, input_ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], expected[real], atol=TOLERANCE, rtol=0)
