@@ -14,10 +14,15 @@ greedy), for three variants run on the same weights and inputs:
           (now `cache`), misses it, and injects the 50 tokens again at every decoding step, which
           is both slower and not prompt tuning (docs/apply.md).
 
-Ratios are times relative to the bare model measured in the same run, with the variants
-interleaved in every repetition so that drift on a shared machine hits all three alike. The
-target is ppatch <= 1.05x bare where the work is compute-bound (marked in the table: at least
---compute-bound-tokens prompt tokens per call).
+Every repetition times each variant once, interleaved (order rotated), so that drift on a
+shared machine hits all of them alike; each repetition gives one paired ratio, variant time over
+the bare model's time in that repetition. A cell reports the median of those ratios and a
+distribution-free 95% confidence interval of the median (order statistics of the binomial). The
+A/A control ("bare-again", the bare model timed against itself) shows the run's noise the same
+way. The target is ppatch <= 1.05x bare where the work is compute-bound (at least
+--compute-bound-tokens prompt tokens per call: see docs/apply.md), and each such cell gets a
+verdict: "met" (the interval's top <= 1.05), "not met" (its bottom > 1.05), or "within noise";
+"A/A off" is added where the control's own interval misses 1.0, i.e. the run drifted.
 
     .venv/bin/python benchmarks/apply.py --quick                 # a minute on a laptop CPU
     .venv/bin/python benchmarks/apply.py                         # the full grid, ~10 min on 2 cores
@@ -47,23 +52,109 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 VARIANTS = ("bare", "ppatch", "peft", "bare-again")
 
 
+TARGET = 1.05
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Median of the per-repetition ratios and a 95% confidence interval of that median."""
+
+    median: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f}x [{self.low:.2f}, {self.high:.2f}]"
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """Distribution-free ~95% interval of the median: the order statistics k and n-1-k.
+
+    The interval misses the true median with probability 2 P(Binomial(n, 1/2) <= k); k is the
+    largest index keeping that <= 5%. From 6 values on it is at least 95% (6: the whole range,
+    97%; 9: second smallest to second largest, 96%); below 6 it is the whole range and covers
+    less (94% for 5, 88% for 4, 75% for 3).
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    k, tail = 0, 1 / 2**n
+    while k + 1 < n - 1 - (k + 1) and tail + math.comb(n, k + 1) / 2**n <= 0.025:
+        k += 1
+        tail += math.comb(n, k) / 2**n
+    return ordered[k], ordered[n - 1 - k]
+
+
+def paired_ratio(samples: dict[str, list[float]], variant: str) -> Ratio:
+    ratios = [mine / bare for mine, bare in zip(samples[variant], samples["bare"], strict=True)]
+    low, high = median_interval(ratios)
+    return Ratio(median(ratios), low, high)
+
+
 @dataclass(frozen=True)
 class Cell:
     batch: int
     prompt_tokens: int
-    prefill_ms: dict[str, float]
-    generate_ms: dict[str, float]
     new_tokens: int
     repetitions: int
+    # Milliseconds per repetition, in repetition order: index i of every variant is one pair.
+    prefill_samples: dict[str, list[float]]
+    generate_samples: dict[str, list[float]]
 
-    def prefill_ratio(self, variant: str) -> float:
-        return self.prefill_ms[variant] / self.prefill_ms["bare"]
+    @property
+    def prefill_ms(self) -> dict[str, float]:
+        return {name: median(values) for name, values in self.prefill_samples.items()}
 
-    def generate_ratio(self, variant: str) -> float:
-        return self.generate_ms[variant] / self.generate_ms["bare"]
+    @property
+    def generate_ms(self) -> dict[str, float]:
+        return {name: median(values) for name, values in self.generate_samples.items()}
+
+    def ratio(self, phase: str, variant: str) -> Ratio:
+        samples = self.prefill_samples if phase == "prefill" else self.generate_samples
+        return paired_ratio(samples, variant)
 
     def tokens_per_second(self, variant: str) -> float:
         return self.batch * self.new_tokens / (self.generate_ms[variant] / 1000)
+
+    def bare_us_per_prompt_token(self) -> float:
+        return self.prefill_ms["bare"] * 1000 / (self.batch * self.prompt_tokens)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "prefill_ms": self.prefill_ms,
+            "generate_ms": self.generate_ms,
+            "ratios": {
+                phase: {
+                    variant: asdict(self.ratio(phase, variant))
+                    for variant in ("ppatch", "peft", "bare-again")
+                }
+                for phase in ("prefill", "generate")
+            },
+        }
+
+
+def verdict(cell: Cell, phase: str, compute_bound: bool) -> str:
+    """Whether ppatch meets the target in this cell and phase, given the run's noise."""
+    if not compute_bound:
+        return "n/a (not compute-bound)"
+    mine, control = cell.ratio(phase, "ppatch"), cell.ratio(phase, "bare-again")
+    if mine.high <= TARGET:
+        outcome = "met"
+    elif mine.low > TARGET:
+        outcome = "not met"
+    else:
+        outcome = "within noise"
+    if not control.low <= 1.0 <= control.high:
+        outcome += ", A/A off"
+    return outcome
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,9 +175,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--new-tokens", type=int, help="generated per prompt (default 32, quick 8)")
     parser.add_argument(
-        "--min-seconds", type=float, help="time per measurement (default 1, quick 0.2)"
+        "--min-seconds",
+        type=float,
+        help="time per variant and measurement, which sets the repetitions between the minimum "
+        "and the maximum (default 2, quick 0.2)",
     )
-    parser.add_argument("--max-repetitions", type=int, default=7)
+    parser.add_argument(
+        "--min-repetitions",
+        type=int,
+        help="paired repetitions at least (default 6, the fewest with a 95%% interval; quick 3)",
+    )
+    parser.add_argument("--max-repetitions", type=int, default=15)
     parser.add_argument(
         "--compute-bound-tokens",
         type=int,
@@ -117,8 +216,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.prompts = args.prompts or ([20, 100] if args.quick else [20, 100, 500])
     args.new_tokens = args.new_tokens or (8 if args.quick else 32)
     args.min_seconds = (
-        args.min_seconds if args.min_seconds is not None else (0.2 if args.quick else 1.0)
+        args.min_seconds if args.min_seconds is not None else (0.2 if args.quick else 2.0)
     )
+    if args.min_repetitions is None:
+        args.min_repetitions = 3 if args.quick else 6
+    args.min_repetitions = min(args.min_repetitions, args.max_repetitions)
     args.intermediate = args.intermediate or int(args.hidden * 2.75)
     if args.compute_bound_tokens is None:
         args.compute_bound_tokens = 8192 if args.device.startswith("cuda") else 1000
@@ -193,10 +295,11 @@ def synchronize(device: str) -> None:
 
 def measure(
     runners: dict[str, Callable[[], Any]], args: argparse.Namespace
-) -> tuple[dict[str, float], int]:
-    """Fastest milliseconds per runner; runners interleaved, order rotated each repetition.
+) -> tuple[dict[str, list[float]], int]:
+    """Milliseconds per runner and repetition; runners interleaved, order rotated each time.
 
-    The minimum, not the median: on a shared machine noise only ever adds time.
+    Index i of every list is one repetition, so ratios can be paired: a slow moment on a shared
+    machine hits the pair, not one side of the comparison.
     """
     samples: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
@@ -212,10 +315,10 @@ def measure(
         if repetition == 0:
             slowest = max(values[0] for values in samples.values()) / 1000
             wanted = math.ceil(args.min_seconds / max(slowest, 1e-6))
-            repetitions = max(3, min(args.max_repetitions, wanted))
+            repetitions = max(args.min_repetitions, min(args.max_repetitions, wanted))
         if repetition + 1 >= repetitions:
             break
-    return {name: min(values) for name, values in samples.items()}, repetitions
+    return samples, repetitions
 
 
 def run_cell(variants: dict[str, Any], batch: int, length: int, args: argparse.Namespace) -> Cell:
@@ -262,9 +365,9 @@ def run_cell(variants: dict[str, Any], batch: int, length: int, args: argparse.N
         return concatenated
 
     with torch.inference_mode():
-        prefill_ms, repetitions = measure({name: prefill(name) for name in VARIANTS}, args)
-        generate_ms, _ = measure({name: generate(name) for name in VARIANTS}, args)
-    return Cell(batch, length, prefill_ms, generate_ms, args.new_tokens, repetitions)
+        prefill_samples, repetitions = measure({name: prefill(name) for name in VARIANTS}, args)
+        generate_samples, _ = measure({name: generate(name) for name in VARIANTS}, args)
+    return Cell(batch, length, args.new_tokens, repetitions, prefill_samples, generate_samples)
 
 
 def is_compute_bound(cell: Cell, args: argparse.Namespace) -> bool:
@@ -272,50 +375,58 @@ def is_compute_bound(cell: Cell, args: argparse.Namespace) -> bool:
 
 
 def markdown(cells: list[Cell], args: argparse.Namespace) -> str:
-    header = (
-        "| batch | prompt | bare prefill ms | ppatch prefill | PEFT prefill | "
-        "bare gen tok/s | ppatch gen | PEFT gen | A/A prefill, gen | compute-bound |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"
-    )
-    lines = [header]
-    for cell in cells:
-        bound = is_compute_bound(cell, args)
-        lines.append(
-            f"| {cell.batch} | {cell.prompt_tokens} | {cell.prefill_ms['bare']:.1f} | "
-            f"{cell.prefill_ms['ppatch']:.1f} ({cell.prefill_ratio('ppatch'):.2f}x) | "
-            f"{cell.prefill_ms['peft']:.1f} ({cell.prefill_ratio('peft'):.2f}x) | "
-            f"{cell.tokens_per_second('bare'):.0f} | "
-            f"{cell.tokens_per_second('ppatch'):.0f} ({cell.generate_ratio('ppatch'):.2f}x) | "
-            f"{cell.tokens_per_second('peft'):.0f} ({cell.generate_ratio('peft'):.2f}x) | "
-            f"{cell.prefill_ratio('bare-again'):.2f}x, {cell.generate_ratio('bare-again'):.2f}x | "
-            f"{'yes' if bound else 'no'} |"
-        )
-    return "\n".join(lines)
+    """Two tables, prefill and generation: medians of paired ratios with 95% intervals."""
+    tables = []
+    for phase in ("prefill", "generate"):
+        head = "bare ms | bare us/token" if phase == "prefill" else "bare tok/s | bare ms"
+        lines = [
+            f"| batch | prompt | reps | {head} | ppatch | PEFT | A/A | verdict |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
+        ]
+        for cell in cells:
+            bound = is_compute_bound(cell, args)
+            if phase == "prefill":
+                bare = f"{cell.prefill_ms['bare']:.1f} | {cell.bare_us_per_prompt_token():.0f}"
+            else:
+                bare = f"{cell.tokens_per_second('bare'):.0f} | {cell.generate_ms['bare']:.0f}"
+            lines.append(
+                f"| {cell.batch} | {cell.prompt_tokens} | {cell.repetitions} | {bare} | "
+                f"{cell.ratio(phase, 'ppatch')} | {cell.ratio(phase, 'peft')} | "
+                f"{cell.ratio(phase, 'bare-again')} | {verdict(cell, phase, bound)} |"
+            )
+        tables.append("\n".join(lines))
+    return "Prefill\n\n" + tables[0] + "\n\nGeneration\n\n" + tables[1]
 
 
 def summary(cells: list[Cell], args: argparse.Namespace) -> dict[str, Any]:
-    """Worst and geometric-mean ratios over the compute-bound cells, per variant and phase."""
+    """Per phase over the compute-bound cells: verdicts, worst and geometric-mean median ratios."""
     bound = [cell for cell in cells if is_compute_bound(cell, args)]
 
     def describe(ratios: list[float]) -> dict[str, float] | None:
         if not ratios:
             return None
         geometric_mean = math.exp(sum(math.log(ratio) for ratio in ratios) / len(ratios))
-        return {"worst": max(ratios), "geometric_mean": geometric_mean}
+        return {"worst": max(ratios), "best": min(ratios), "geometric_mean": geometric_mean}
 
     ratios = {
         variant: {
-            "prefill": describe([cell.prefill_ratio(variant) for cell in bound]),
-            "generate": describe([cell.generate_ratio(variant) for cell in bound]),
+            phase: describe([cell.ratio(phase, variant).median for cell in bound])
+            for phase in ("prefill", "generate")
         }
         for variant in ("ppatch", "peft", "bare-again")
     }
-    ppatch_worst = [phase["worst"] for phase in ratios["ppatch"].values() if phase is not None]
+    verdicts = {
+        phase: {f"{cell.batch}x{cell.prompt_tokens}": verdict(cell, phase, True) for cell in bound}
+        for phase in ("prefill", "generate")
+    }
+    outcomes = [outcome.split(",")[0] for phase in verdicts.values() for outcome in phase.values()]
     return {
         "compute_bound_cells": len(bound),
         "ratios_compute_bound": ratios,
-        "target": 1.05,
-        "ppatch_meets_target": bool(ppatch_worst) and max(ppatch_worst) <= 1.05,
+        "verdicts": verdicts,
+        "target": TARGET,
+        "ppatch_meets_target": bool(outcomes) and all(outcome == "met" for outcome in outcomes),
+        "ppatch_misses_target": any(outcome == "not met" for outcome in outcomes),
     }
 
 
@@ -378,11 +489,10 @@ def main(argv: list[str] | None = None) -> int:
             cell = run_cell(variants, batch, length, args)
             cells.append(cell)
             print(
-                f"batch {batch:>3} prompt {length:>4}: prefill x{cell.prefill_ratio('ppatch'):.3f} "
-                f"(peft x{cell.prefill_ratio('peft'):.3f}), generate "
-                f"x{cell.generate_ratio('ppatch'):.3f} (peft x{cell.generate_ratio('peft'):.3f}); "
-                f"A/A x{cell.prefill_ratio('bare-again'):.3f}, "
-                f"x{cell.generate_ratio('bare-again'):.3f}",
+                f"batch {batch:>3} prompt {length:>4} ({cell.repetitions} pairs): prefill "
+                f"ppatch {cell.ratio('prefill', 'ppatch')}, A/A "
+                f"{cell.ratio('prefill', 'bare-again')}; generate ppatch "
+                f"{cell.ratio('generate', 'ppatch')}, A/A {cell.ratio('generate', 'bare-again')}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -393,15 +503,20 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(
         f"\n{len(cells)} cells in {elapsed:.0f} s on {args.device} ({args.timing}); ratios are "
-        "time relative to the bare model; A/A is the bare model against itself (noise)."
+        "medians of paired per-repetition time ratios to the bare model, [95% interval]; A/A "
+        "is the bare model against itself (noise)."
     )
     for variant, phases in outcome["ratios_compute_bound"].items():
         described = ", ".join(
-            f"{phase} worst {values['worst']:.2f}x, geometric mean {values['geometric_mean']:.2f}x"
+            f"{phase} median ratios {values['best']:.2f}x to {values['worst']:.2f}x, "
+            f"geometric mean {values['geometric_mean']:.2f}x"
             for phase, values in phases.items()
             if values is not None
         )
         print(f"compute-bound cells, {variant}: {described or 'none'}")
+    for phase, cell_verdicts in outcome["verdicts"].items():
+        listed = "; ".join(f"{name}: {result}" for name, result in cell_verdicts.items())
+        print(f"verdicts ({phase}, target {TARGET}x): {listed or 'no compute-bound cell'}")
     document = {
         "benchmark": "apply",
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -412,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             if key != "clock"
         },
         "environment": environment(args),
-        "cells": [asdict(cell) for cell in cells],
+        "cells": [cell.document() for cell in cells],
         "summary": outcome,
         "markdown": table,
     }

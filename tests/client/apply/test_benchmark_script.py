@@ -6,6 +6,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,5 +36,58 @@ def test_the_apply_benchmark_runs_and_writes_its_json(tmp_path, capsys, monkeypa
     (cell,) = document["cells"]
     variants = {"bare", "ppatch", "peft", "bare-again"}
     assert set(cell["prefill_ms"]) == set(cell["generate_ms"]) == variants
+    assert set(document["summary"]["verdicts"]["prefill"]) == set()  # nothing compute-bound
     assert (cell["batch"], cell["prompt_tokens"]) == (2, 6)
-    assert "| 2 | 6 |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| 2 | 6 | 2 |" in table  # batch, prompt, repetitions
+    assert "n/a (not compute-bound)" in table  # 12 tokens per call
+    for phase in ("prefill", "generate"):
+        ratio = cell["ratios"][phase]["ppatch"]
+        assert ratio["low"] <= ratio["median"] <= ratio["high"]
+    assert len(cell["prefill_samples"]["bare"]) == cell["repetitions"] == 2
+
+
+def load_benchmark(monkeypatch) -> Any:
+    spec = importlib.util.spec_from_file_location("apply_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "apply_benchmark", benchmark)
+    spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+@pytest.mark.parametrize(
+    ("size", "low", "high"),
+    [(3, 0, 2), (6, 0, 5), (8, 0, 7), (9, 1, 7), (12, 2, 9), (15, 3, 11)],
+)
+def test_the_median_interval_takes_the_binomial_order_statistics(
+    monkeypatch, size, low, high
+) -> None:
+    benchmark = load_benchmark(monkeypatch)
+    values = [float(value) for value in reversed(range(size))]  # unsorted on purpose
+    assert benchmark.median_interval(values) == (low, high)
+
+
+def cell_with(benchmark: Any, ppatch: list[float], again: list[float]) -> Any:
+    bare = [100.0] * len(ppatch)
+    samples = {"bare": bare, "ppatch": ppatch, "peft": bare, "bare-again": again}
+    return benchmark.Cell(16, 500, 32, len(ppatch), samples, samples)
+
+
+@pytest.mark.parametrize(
+    ("ppatch", "again", "expected"),
+    [
+        ([101.0, 102, 103, 104, 105, 103], [99.0, 100, 101, 100, 100, 100], "met"),
+        ([106.0, 107, 110, 108, 109, 112], [99.0, 100, 101, 100, 100, 100], "not met"),
+        ([98.0, 104, 110, 103, 101, 102], [99.0, 100, 101, 100, 100, 100], "within noise"),
+        ([101.0, 102, 103, 104, 105, 103], [102.0, 103, 104, 103, 105, 106], "met, A/A off"),
+    ],
+    ids=["met", "not-met", "noise", "drift"],
+)
+def test_a_compute_bound_cell_gets_a_verdict_from_its_interval(
+    monkeypatch, ppatch, again, expected
+) -> None:
+    benchmark = load_benchmark(monkeypatch)
+    cell = cell_with(benchmark, ppatch, again)
+    assert benchmark.verdict(cell, "prefill", True) == expected
+    assert benchmark.verdict(cell, "generate", False) == "n/a (not compute-bound)"
