@@ -371,7 +371,7 @@ def run_cell(variants: dict[str, Any], batch: int, length: int, args: argparse.N
 
 
 def is_compute_bound(cell: Cell, args: argparse.Namespace) -> bool:
-    return cell.batch * cell.prompt_tokens >= args.compute_bound_tokens
+    return bool(cell.batch * cell.prompt_tokens >= args.compute_bound_tokens)
 
 
 def markdown(cells: list[Cell], args: argparse.Namespace) -> str:
