@@ -25,7 +25,7 @@ verdict: "met" (the interval's top <= 1.05), "not met" (its bottom > 1.05), or "
 "A/A off" is added where the control's own interval misses 1.0, i.e. the run drifted.
 
     .venv/bin/python benchmarks/apply.py --quick                 # a minute on a laptop CPU
-    .venv/bin/python benchmarks/apply.py                         # the full grid, ~10 min on 2 cores
+    .venv/bin/python benchmarks/apply.py                         # full grid, ~12 min on 2 cores
     python benchmarks/apply.py --device cuda --dtype bfloat16 --hidden 2048 --layers 16 \
         --heads 16 --kv-heads 8 --vocab 32000    # a GPU box (sized for < 8 min; not yet run on one)
 

@@ -3,7 +3,7 @@
 Semantics are PEFT prompt tuning's: the composed virtual tokens come first, before BOS and any
 chat template, at positions 0..n-1 with an attention mask of ones, and the caller's tokens follow.
 The result equals running the model on `cat([prompt_embeddings, embed(input_ids)])` with the
-mask extended by n ones (tests/client/apply/test_equivalence.py), but the virtual tokens are
+mask extended by n ones (tests/client/apply/test_patched_model.py), but the virtual tokens are
 never recomputed: every call starts from the shared prefix cache (`ppatch.apply.prefix`).
 
 Outputs cover the caller's tokens only: `logits` has the prompt's length, `generate` returns the

@@ -122,6 +122,11 @@ def _define_growing_layer() -> type:
         ) -> tuple[torch.Tensor, torch.Tensor]:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
+            if torch.is_grad_enabled() and (key_states.requires_grad or value_states.requires_grad):
+                # Autograd may have saved the views for a backward pass; writing into their
+                # buffers would invalidate them. Concatenate, as `DynamicLayer` does.
+                self._key_buffer = self._value_buffer = None
+                return super().update(key_states, value_states, *args, **kwargs)
             held = 0 if self.keys is None or self.keys.numel() == 0 else int(self.keys.shape[-2])
             length = held + key_states.shape[-2]
             if not self._buffers_hold_the_cache(length):

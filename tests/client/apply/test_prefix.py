@@ -237,3 +237,15 @@ def test_a_reset_cache_starts_empty(tiny_model, prompt_embeddings) -> None:
     keys, values = layer.update(*fresh)
     assert torch.equal(keys, fresh[0])
     assert torch.equal(values, fresh[1])
+
+
+def test_a_cache_grown_under_autograd_still_backpropagates(tiny_model, prompt_embeddings) -> None:
+    _, cache = _filled_cache(tiny_model, prompt_embeddings, batch=1)
+    layer = cache.layers[0]
+    first = [tensor.requires_grad_() for tensor in _states(1, 2, seed=1)]
+    keys, _ = layer.update(*first)
+    squares = (keys * keys).sum()  # autograd keeps `keys` for the backward pass
+    layer.update(*[tensor.requires_grad_() for tensor in _states(1, 1, seed=2)])
+    squares.backward()
+    assert first[0].grad is not None
+    torch.testing.assert_close(first[0].grad, 2 * first[0].detach())
