@@ -419,10 +419,16 @@ def publish(
     existed_before = registry.storage.exists(upload.sha256)
     registry.storage.put(upload.sha256, upload.path)
     try:
-        return _commit_release(registry, namespace_name, name, patch, upload, key_id, actor)
+        result = _commit_release(registry, namespace_name, name, patch, upload, key_id, actor)
     except BaseException:
         _discard_blob(registry, upload.sha256, existed_before)
         raise
+    # Until the row was committed the blob was an orphan, which `fsck --repair` (another
+    # process) may have removed between its last look for the row and now. The upload file is
+    # still here: store it again rather than leave a row without its blob.
+    if not registry.storage.exists(upload.sha256):
+        registry.storage.put(upload.sha256, upload.path)
+    return result
 
 
 def _commit_release(

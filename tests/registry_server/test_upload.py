@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from typing import Any
@@ -280,3 +281,26 @@ def test_upload_to_unknown_namespace_is_rejected(acme, make_patch) -> None:
     response = acme.upload(make_patch(name="nobody/toxicity"), path="nobody/toxicity")
     assert response.status_code == 403  # the token is acme's
     assert response.json()["error"]["code"] == "forbidden"
+
+
+def test_a_blob_removed_before_its_row_committed_is_stored_again(acme, make_patch) -> None:
+    """`fsck --repair` in another process may remove the blob while it is still an orphan
+    (stored, row not yet committed): the publish stores it again from the upload file."""
+    storage = acme.app.state.registry.storage
+    put = storage.put
+    removed: list[str] = []
+
+    def put_then_lose(digest: str, source) -> None:
+        put(digest, source)
+        if not removed:  # the repair strikes once, right after the first store
+            storage.delete(digest)
+            removed.append(digest)
+
+    storage.put = put_then_lose
+    data = make_patch()
+    response = acme.upload(data)
+    assert response.status_code == 201, response.text
+    assert removed == [hashlib.sha256(data).hexdigest()]
+    assert storage.exists(removed[0])
+    download = acme.client.get(response.json()["url"])
+    assert download.status_code == 200 and download.content == data
