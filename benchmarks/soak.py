@@ -23,8 +23,6 @@ from pathlib import Path
 import httpx
 
 import patchfmt
-from registry_server.db import create_registry_engine
-from registry_server.migrations import upgrade
 
 # The server-start loop, namespace setup and patch builder are the hardening tests' own.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,10 +46,7 @@ def main() -> int:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="ppatch-soak-"))
-    url = f"sqlite:///{home / 'registry.db'}"
-    engine = create_registry_engine(url)
-    upgrade(engine)
-    engine.dispose()
+    url = live.sqlite_database(home)
     key = patchfmt.generate_private_key()
     token = live.prepare_registry(url, key)
     registry = live.LiveRegistry(home, url)

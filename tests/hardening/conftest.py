@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
+from tests.hardening import live_registry as live
+
 
 def _registry_conftest() -> ModuleType:
     path = Path(__file__).resolve().parents[1] / "registry_server" / "conftest.py"
@@ -35,3 +39,9 @@ database_url = _fixtures.database_url
 settings = _fixtures.settings
 harness = _fixtures.harness
 acme = _fixtures.acme
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A new, migrated SQLite registry database for a `serve` subprocess."""
+    return live.sqlite_database(tmp_path)

@@ -80,6 +80,15 @@ def build_patch(
     return patchfmt.pack_patch(manifest, weights, signature)
 
 
+def sqlite_database(folder: Path) -> str:
+    """The URL of a new, migrated SQLite database in `folder`."""
+    url = f"sqlite:///{folder / 'registry.db'}"
+    engine = create_registry_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database, dropped (with its connections) afterwards."""

@@ -27,8 +27,6 @@ import pytest
 
 import patchfmt
 from ppatch import constants, store
-from registry_server.db import create_registry_engine
-from registry_server.migrations import upgrade
 from tests.client.conftest import write_tiny_model
 from tests.hardening import live_registry as live
 
@@ -41,15 +39,6 @@ RATE = 8 * 1024 * 1024
 # Where each kill lands, shuffled: as soon as the download's file exists, at a random share of
 # its bytes, or once every byte is in (the client is verifying the signature and format).
 MOMENTS = ["started"] * 2 + ["part way"] * 6 + ["all bytes in"] * 2
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    engine = create_registry_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from sqlalchemy import Engine, func, select
 
 from registry_server.db import create_registry_engine
 from registry_server.fsck import ProblemKind, check_registry
-from registry_server.migrations import upgrade
 from registry_server.models import Artifact, Release
 from registry_server.storage import open_storage
 from tests.hardening import live_registry as live
@@ -58,11 +57,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with live.postgres_database() as url:
             yield url
         return
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    engine = create_registry_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
+    yield live.sqlite_database(tmp_path)
 
 
 @pytest.fixture

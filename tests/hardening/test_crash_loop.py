@@ -18,12 +18,10 @@ from contextlib import suppress
 from pathlib import Path
 
 import httpx
-import pytest
 
 import patchfmt
 from registry_server.db import create_registry_engine
 from registry_server.fsck import ProblemKind, check_registry
-from registry_server.migrations import upgrade
 from registry_server.storage import LocalStorage
 from tests.hardening import live_registry as live
 
@@ -63,15 +61,6 @@ def _slow_upload(url: str, token: str, data: bytes, sent: threading.Event) -> No
             headers={**headers, "Content-Length": str(len(body))},
             timeout=10,
         )
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'registry.db'}"
-    engine = create_registry_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
 
 
 def test_kill_9_mid_upload_leaves_nothing_partial(sqlite_url: str, tmp_path: Path) -> None:
