@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -16,6 +15,7 @@ from ppatch.direct_http import direct_connection_possible
 from ppatch.errors import NetworkError
 from ppatch.registry_client import RegistryClient
 from ppatch.registry_errors import RegistryNotFoundError
+from tests.client.http_servers import serving
 
 PAYLOAD = bytes(range(256)) * 8192  # 2 MiB: several 1 MiB reads
 
@@ -56,15 +56,8 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Handler.seen_authorization = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_streams_and_hashes(server: str) -> None:

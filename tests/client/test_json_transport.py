@@ -10,7 +10,6 @@ import ipaddress
 import json
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from ppatch.registry_errors import (
     UnexpectedResponseError,
 )
 from ppatch.update_check import UPDATES_PATH, check_updates
+from tests.client.http_servers import serving
 
 INSTALLED = [{"name": "acme/toxicity", "version": "1.2.1", "fingerprint": "sha256:" + "a" * 64}]
 RESULTS = {"results": [{"name": "acme/toxicity", "latest": "1.3.0", "found": True}, "junk"]}
@@ -97,15 +97,8 @@ class Scripted(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     Scripted.script, Scripted.seen = [Reply(200, RESULTS)], []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Scripted)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(autouse=True)
@@ -334,14 +327,8 @@ def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     context.load_cert_chain(cert_path, key_path)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{httpd.server_address[1]}", cert_path
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serving(httpd) as port:
+        yield f"https://127.0.0.1:{port}", cert_path
 
 
 def test_https_verifies_against_ssl_cert_file_as_httpx_does(
