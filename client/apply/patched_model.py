@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from ppatch.apply.attention import ATTENTION_NAME, grouped_attention_for
 from ppatch.apply.prefix import PrefixKV, PrefixStore, default_prefix_store, embedding_width
 from ppatch.errors import UsageError
 
@@ -166,15 +167,16 @@ class PatchedModel:
             mask = _additive_sdpa_mask(mask, length, virtual, self.model.dtype)
         if position_ids is not None:
             position_ids = position_ids + virtual
-        output = self.model(
-            input_ids=input_ids,
-            inputs_embeds=inputs_embeds,
-            attention_mask=mask,
-            position_ids=position_ids,
-            cache=prefix.cache_for_batch(batch_size, self.model.config),
-            use_cache=True,
-            **kwargs,
-        )
+        with grouped_attention_for(self.model):
+            output = self.model(
+                input_ids=input_ids,
+                inputs_embeds=inputs_embeds,
+                attention_mask=mask,
+                position_ids=position_ids,
+                cache=prefix.cache_for_batch(batch_size, self.model.config),
+                use_cache=True,
+                **kwargs,
+            )
         if labels is not None:
             # Logits at position i predict token i+1; the first label is predicted by the last
             # virtual token, whose logits the prefix kept.
@@ -250,7 +252,8 @@ class PatchedModel:
         self._use_the_prefix_cache(kwargs)
         rows = batch_size * self._rows_per_input(kwargs)
         cache = prefix.cache_for_batch(rows, self.model.config)
-        return cast(Any, self.model).generate(input_ids=input_ids, cache=cache, **kwargs)
+        with grouped_attention_for(self.model):
+            return cast(Any, self.model).generate(input_ids=input_ids, cache=cache, **kwargs)
 
     def complete(
         self,
@@ -374,7 +377,7 @@ def _takes_a_prepared_mask(config: Any) -> bool:
     that all attend to everything before them: sliding windows, chunks, flash-attention and
     eager kernels want transformers' own masks.
     """
-    if getattr(config, "_attn_implementation", None) != "sdpa":
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", ATTENTION_NAME):
         return False
     if getattr(config, "sliding_window", None) or getattr(config, "attention_chunk_size", None):
         return False
