@@ -155,8 +155,11 @@ class PatchedModel:
                 **kwargs,
             )
         _refuse_cache_arguments(kwargs, "forward")
-        # The virtual tokens live in the cache, so it is always on; asking is harmless.
-        kwargs.pop("use_cache", None)
+        # The virtual tokens live in the cache, so the model always gets one; `use_cache` says
+        # whether the output carries it (as for the bare model), and so whether it is kept.
+        use_cache = kwargs.pop("use_cache", None)
+        if use_cache is None:
+            use_cache = bool(getattr(self.model.config, "use_cache", True))
         import torch
 
         prefix = self.prefix()
@@ -173,10 +176,16 @@ class PatchedModel:
                 inputs_embeds=inputs_embeds,
                 attention_mask=mask,
                 position_ids=position_ids,
-                cache=prefix.cache_for_batch(batch_size, self.model.config),
+                cache=prefix.cache_for_batch(
+                    batch_size, self.model.config, "exact" if use_cache else "transient"
+                ),
                 use_cache=True,
                 **kwargs,
             )
+        if not use_cache:
+            # As the bare model's output without a cache: the field absent, not None. A
+            # ModelOutput cannot drop a key, so it is rebuilt.
+            output = type(output)(**{key: value for key, value in output.items() if key != "cache"})
         if labels is not None:
             # Logits at position i predict token i+1; the first label is predicted by the last
             # virtual token, whose logits the prefix kept.
@@ -251,7 +260,7 @@ class PatchedModel:
             )
         self._use_the_prefix_cache(kwargs)
         rows = batch_size * self._rows_per_input(kwargs)
-        cache = prefix.cache_for_batch(rows, self.model.config)
+        cache = prefix.cache_for_batch(rows, self.model.config, "growing")
         with grouped_attention_for(self.model):
             return cast(Any, self.model).generate(input_ids=input_ids, cache=cache, **kwargs)
 

@@ -6,13 +6,23 @@ are the same for every prompt: the model runs over them once (`compute_prefix`) 
 starts from that cache. `PrefixStore` keeps one prefix per (model, patch set, dtype, device).
 
 Sharing rather than copying: `PrefixKV.cache_for_batch` builds a fresh `DynamicCache` whose layers
-point at the stored tensors, widened to the batch with `expand` views (no memory). Plain layers
-become growing layers (`_define_growing_layer`): the first `update` copies the prefix and the
-prompt's keys into buffers of their own with room to spare, and later tokens are written into
-that room, where `DynamicLayer` concatenates (copying the whole cache, prefix included) on every
-decoding step. The stored tensors are never written. Layer kinds that keep their own
-bookkeeping (sliding windows, ...) are filled through their `update` instead, which copies, but
-stays correct.
+point at the stored tensors, widened to the batch with `expand` views (no memory). What a plain
+layer does with the first keys it gets depends on the call (`CacheLayout`):
+
+- "growing" (`generate`): the layer becomes a growing layer (`_define_growing_layer`). The first
+  `update` copies the prefix and the prompt's keys into buffers of their own with room to spare,
+  and later tokens are written into that room, where `DynamicLayer` concatenates (copying the
+  whole cache, prefix included) on every decoding step.
+- "exact" (a forward pass that returns its cache): `DynamicLayer` as it is, which concatenates
+  once, into a tensor of exactly the size needed. Spare room nobody will use would only be more
+  memory held until the caller drops the output: at batch 64 x 100 tokens it tripled the page
+  faults of a forward pass (benchmarks/apply.py, docs/apply.md).
+- "transient" (a forward pass with `use_cache=False`): the layer hands attention the prefix and
+  the new keys and keeps nothing, so each layer's keys are freed as soon as it is done with them.
+
+The stored tensors are never written. Layer kinds that keep their own bookkeeping (sliding
+windows, ...) are filled through their `update` whatever the layout, which copies, but stays
+correct.
 """
 
 from __future__ import annotations
@@ -21,19 +31,24 @@ import threading
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import torch
     from transformers import DynamicCache, PreTrainedModel
 
 __all__ = [
+    "CacheLayout",
     "PrefixKV",
     "PrefixStore",
     "compute_prefix",
     "default_prefix_store",
     "embedding_width",
 ]
+
+
+# How a request's cache holds the keys after the prefix: see the module docstring.
+CacheLayout = Literal["growing", "exact", "transient"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,15 +64,22 @@ class PrefixKV:
     num_virtual_tokens: int
     next_token_logits: torch.Tensor
 
-    def cache_for_batch(self, batch_size: int, config: Any) -> DynamicCache:
+    def cache_for_batch(
+        self, batch_size: int, config: Any, layout: CacheLayout = "growing"
+    ) -> DynamicCache:
         """A new cache for `batch_size` rows that starts with the virtual tokens.
 
         The returned cache is the caller's to grow; the stored tensors stay untouched.
+        `layout` says how plain layers hold what follows the prefix (module docstring).
         """
         from transformers import DynamicCache
         from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
-        growing_layer = _growing_layer_class()
+        layer_class: type | None = {
+            "growing": _growing_layer_class,
+            "exact": lambda: None,
+            "transient": _transient_layer_class,
+        }[layout]()
         cache = DynamicCache(config=config)
         if len(cache.layers) != len(self.layers):
             raise ValueError(
@@ -69,7 +91,8 @@ class PrefixKV:
             wide_keys = keys.expand(batch_size, -1, -1, -1)
             wide_values = values.expand(batch_size, -1, -1, -1)
             if type(layer) is DynamicLayer:
-                layer = cache.layers[index] = growing_layer()
+                if layer_class is not None:
+                    layer = cache.layers[index] = layer_class()
                 layer.lazy_initialization(wide_keys, wide_values)
                 layer.keys = wide_keys
                 layer.values = wide_values
@@ -88,6 +111,7 @@ class PrefixKV:
 _MIN_SPARE_TOKENS = 32
 
 _GROWING_LAYER: type | None = None
+_TRANSIENT_LAYER: type | None = None
 
 
 def _growing_layer_class() -> type:
@@ -173,6 +197,37 @@ def _define_growing_layer() -> type:
             self._key_buffer, self._value_buffer = buffers
 
     return GrowingLayer
+
+
+def _transient_layer_class() -> type:
+    """`TransientLayer`, defined on first use: importing this module must not import torch."""
+    global _TRANSIENT_LAYER
+    if _TRANSIENT_LAYER is None:
+        _TRANSIENT_LAYER = _define_transient_layer()
+    return _TRANSIENT_LAYER
+
+
+def _define_transient_layer() -> type:
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    class TransientLayer(DynamicLayer):  # type: ignore[no-untyped-call]
+        """A layer that holds only the prefix: one forward pass, nothing kept afterwards.
+
+        `update` returns the prefix followed by the new keys and stores nothing, so the cache
+        keeps reporting the prefix's length and the keys go as soon as attention is done.
+        """
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            assert self.keys is not None and self.values is not None
+            return (
+                torch.cat([self.keys, key_states], dim=-2),
+                torch.cat([self.values, value_states], dim=-2),
+            )
+
+    return TransientLayer
 
 
 def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV:

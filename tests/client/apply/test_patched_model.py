@@ -79,6 +79,25 @@ def test_logits_equal_the_concatenation(
     torch.testing.assert_close(logits[real], expected[real], atol=TOLERANCE, rtol=0)
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_the_output_carries_a_cache_only_when_asked(
+    patched, tiny_model, tiny_tokenizer, prompt_embeddings, use_cache
+) -> None:
+    input_ids, mask = encode(tiny_tokenizer, PROMPTS, "left")
+    with torch.no_grad():
+        output = patched(input_ids=input_ids, attention_mask=mask, use_cache=use_cache)
+        bare = tiny_model(input_ids=input_ids, attention_mask=mask, use_cache=use_cache)
+
+    assert list(output.keys()) == list(bare.keys())
+    if use_cache:
+        assert output.cache.get_seq_length() == prompt_embeddings.shape[0] + input_ids.shape[1]
+    else:
+        assert output.cache is None
+    expected = reference_logits(tiny_model, prompt_embeddings, input_ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(output.logits[real], expected[real], atol=TOLERANCE, rtol=0)
+
+
 def test_patches_change_the_output(patched, tiny_model, tiny_tokenizer) -> None:
     input_ids, mask = encode(tiny_tokenizer, PROMPTS[:1], "left")
     with torch.no_grad():

@@ -249,3 +249,39 @@ def test_a_cache_grown_under_autograd_still_backpropagates(tiny_model, prompt_em
     squares.backward()
     assert first[0].grad is not None
     torch.testing.assert_close(first[0].grad, 2 * first[0].detach())
+
+
+def test_an_exact_layer_holds_the_prefix_and_prompt_with_no_spare_room(
+    tiny_model, prompt_embeddings
+) -> None:
+    prefix = compute_prefix(tiny_model, torch.from_numpy(prompt_embeddings))
+    layer = prefix.cache_for_batch(3, tiny_model.config, "exact").layers[0]
+    prompt = _states(3, 4, seed=1)
+
+    keys, values = layer.update(*prompt)
+
+    assert torch.equal(keys, torch.cat([prefix.layers[0][0].expand(3, -1, -1, -1), prompt[0]], -2))
+    assert torch.equal(
+        values, torch.cat([prefix.layers[0][1].expand(3, -1, -1, -1), prompt[1]], -2)
+    )
+    # What a forward pass's output holds on to: its keys and values, not a bigger buffer.
+    assert keys.untyped_storage().nbytes() == keys.numel() * keys.element_size()
+    assert layer.get_seq_length() == prompt_embeddings.shape[0] + 4
+
+
+def test_a_transient_layer_returns_the_prefix_and_prompt_and_keeps_nothing(
+    tiny_model, prompt_embeddings
+) -> None:
+    prefix = compute_prefix(tiny_model, torch.from_numpy(prompt_embeddings))
+    cache = prefix.cache_for_batch(2, tiny_model.config, "transient")
+    layer = cache.layers[0]
+    prompt = _states(2, 3, seed=1)
+
+    keys, values = layer.update(*prompt)
+
+    assert torch.equal(keys, torch.cat([prefix.layers[0][0].expand(2, -1, -1, -1), prompt[0]], -2))
+    assert torch.equal(
+        values, torch.cat([prefix.layers[0][1].expand(2, -1, -1, -1), prompt[1]], -2)
+    )
+    assert cache.get_seq_length() == prompt_embeddings.shape[0]
+    assert layer.keys.data_ptr() == prefix.layers[0][0].data_ptr()  # still the shared view
