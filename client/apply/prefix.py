@@ -75,11 +75,9 @@ class PrefixKV:
         from transformers import DynamicCache
         from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
-        layer_class: type | None = {
-            "growing": _growing_layer_class,
-            "exact": lambda: None,
-            "transient": _transient_layer_class,
-        }[layout]()
+        # "exact" keeps `DynamicLayer`, which concatenates once per update.
+        define = {"growing": _define_growing_layer, "transient": _define_transient_layer}.get(layout)
+        layer_class = None if define is None else _layer_class(define)
         cache = DynamicCache(config=config)
         if len(cache.layers) != len(self.layers):
             raise ValueError(
@@ -110,16 +108,15 @@ class PrefixKV:
 # Generation appends one token per step, so a buffer reallocates O(log n) times, not n times.
 _MIN_SPARE_TOKENS = 32
 
-_GROWING_LAYER: type | None = None
-_TRANSIENT_LAYER: type | None = None
+_DEFINED_LAYERS: dict[Callable[[], type], type] = {}
 
 
-def _growing_layer_class() -> type:
-    """`GrowingLayer`, defined on first use so that importing this module does not import torch."""
-    global _GROWING_LAYER
-    if _GROWING_LAYER is None:
-        _GROWING_LAYER = _define_growing_layer()
-    return _GROWING_LAYER
+def _layer_class(define: Callable[[], type]) -> type:
+    """The class `define` makes, made on first use: importing this module must not import torch."""
+    layer_class = _DEFINED_LAYERS.get(define)
+    if layer_class is None:
+        layer_class = _DEFINED_LAYERS[define] = define()
+    return layer_class
 
 
 def _define_growing_layer() -> type:
@@ -197,14 +194,6 @@ def _define_growing_layer() -> type:
             self._key_buffer, self._value_buffer = buffers
 
     return GrowingLayer
-
-
-def _transient_layer_class() -> type:
-    """`TransientLayer`, defined on first use: importing this module must not import torch."""
-    global _TRANSIENT_LAYER
-    if _TRANSIENT_LAYER is None:
-        _TRANSIENT_LAYER = _define_transient_layer()
-    return _TRANSIENT_LAYER
 
 
 def _define_transient_layer() -> type:
