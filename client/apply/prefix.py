@@ -76,7 +76,8 @@ class PrefixKV:
         from transformers.cache_utils import CacheLayerMixin, DynamicLayer
 
         # "exact" keeps `DynamicLayer`, which concatenates once per update.
-        define = {"growing": _define_growing_layer, "transient": _define_transient_layer}.get(layout)
+        defines = {"growing": _define_growing_layer, "transient": _define_transient_layer}
+        define = defines.get(layout)
         layer_class = None if define is None else _layer_class(define)
         cache = DynamicCache(config=config)
         if len(cache.layers) != len(self.layers):
