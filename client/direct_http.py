@@ -5,7 +5,7 @@ and parses HTTP/1.1 in pure Python. Blob downloads (`ppatch.blob_download`) and 
 check (`ppatch.json_transport`) use `http.client` instead, but only where no proxy applies:
 `http.client` does not read the proxy variables that httpx honours, so with a proxy the callers
 keep httpx. HTTPS trusts what httpx trusts (`tls_context`), so both transports accept the same
-registries.
+registries, and both send the same headers (`registry_headers`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,14 @@ import urllib.request
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from ppatch import __version__
+
 __all__ = [
     "MAX_REDIRECTS",
     "REDIRECT_STATUSES",
     "direct_connection_possible",
     "open_connection",
+    "registry_headers",
     "request_target",
     "same_host_headers",
     "tls_context",
@@ -67,6 +70,14 @@ def request_target(url: str) -> str:
     """The path and query that go on the request line."""
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def registry_headers(token: str | None) -> dict[str, str]:
+    """The headers every registry request carries, whichever transport sends it."""
+    headers = {"User-Agent": f"ppatch/{__version__}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def same_host_headers(headers: Mapping[str, str], url: str, origin: str) -> dict[str, str]:

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
-from ppatch import __version__, constants
+from ppatch import constants
 from ppatch.direct_http import (
     MAX_REDIRECTS,
     REDIRECT_STATUSES,
     open_connection,
+    registry_headers,
     request_target,
     same_host_headers,
 )
@@ -60,12 +61,8 @@ class JsonTransport:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = constants.http_timeout() if timeout is None else timeout
-        self.retry = RetryPolicy(
-            constants.http_retries() if retries is None else retries, backoff, sleep
-        )
-        self._headers = {"User-Agent": f"ppatch/{__version__}"}
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
+        self.retry = RetryPolicy.configured(retries, backoff, sleep)
+        self._headers = registry_headers(token)
 
     def request(self, method: str, path: str, *, body: Any = None, idempotent: bool) -> JsonObject:
         """`method` on `path` (relative to the registry) with `body` as JSON; the answer's object.
@@ -120,13 +117,13 @@ class JsonTransport:
             try:
                 connection.connect()
             except OSError as error:  # refused, unknown host, TLS refused, connect timeout
-                raise NoAnswerError(_detail(error), never_sent=True) from error
+                raise NoAnswerError.of(error, never_sent=True) from error
             try:
                 connection.request(method, request_target(url), body=content, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as error:
-                raise NoAnswerError(_detail(error), never_sent=False) from error
+                raise NoAnswerError.of(error, never_sent=False) from error
         finally:
             connection.close()
         answer = _Answer(response.status, response.reason, data, method, url)
@@ -134,7 +131,3 @@ class JsonTransport:
         if response.status in REDIRECT_STATUSES and location:
             return answer, location
         return answer, None
-
-
-def _detail(error: BaseException) -> str:
-    return str(error) or type(error).__name__

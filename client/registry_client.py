@@ -24,10 +24,10 @@ from typing import Any, BinaryIO, Self
 
 import httpx
 
-from ppatch import __version__, constants
+from ppatch import constants
 from ppatch.atomic import atomic_write_bytes
 from ppatch.blob_download import stream_blob
-from ppatch.direct_http import direct_connection_possible
+from ppatch.direct_http import direct_connection_possible, registry_headers
 from ppatch.errors import NetworkError
 from ppatch.registry_errors import (
     UnexpectedResponseError,
@@ -59,12 +59,8 @@ class RegistryClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.retry = RetryPolicy(
-            constants.http_retries() if retries is None else retries, backoff, sleep
-        )
-        headers = {"User-Agent": f"ppatch/{__version__}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        self.retry = RetryPolicy.configured(retries, backoff, sleep)
+        headers = registry_headers(token)
         self._transport = transport
         self._timeout = constants.http_timeout() if timeout is None else timeout
         self._http = httpx.Client(
@@ -98,7 +94,7 @@ class RegistryClient:
                 return self._http.request(method, path, **kwargs)
             except httpx.TransportError as error:
                 never_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-                raise NoAnswerError(_detail(error), never_sent=never_sent) from error
+                raise NoAnswerError.of(error, never_sent=never_sent) from error
 
         try:
             response = self.retry.run(
@@ -261,7 +257,7 @@ class RegistryClient:
             try:
                 return self._fetch_body(url, destination, digests[-1], on_bytes)
             except httpx.TransportError as error:
-                raise NoAnswerError(_detail(error), never_sent=False) from error
+                raise NoAnswerError.of(error, never_sent=False) from error
 
         try:
             # A blob is immutable: every attempt is safe, and each restarts from an empty file.
@@ -281,7 +277,3 @@ class RegistryClient:
                 url=str(failed.request.url),
             )
         return digests[-1].hexdigest()
-
-
-def _detail(error: httpx.TransportError) -> str:
-    return str(error) or type(error).__name__

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ppatch import constants
+
 __all__ = ["RETRY_STATUSES", "NoAnswerError", "RetryPolicy"]
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -31,12 +33,27 @@ class NoAnswerError(Exception):
         super().__init__(detail)
         self.never_sent = never_sent
 
+    @classmethod
+    def of(cls, error: BaseException, *, never_sent: bool) -> NoAnswerError:
+        """The failure a transport's own `error` stands for; raise it `from error`."""
+        return cls(str(error) or type(error).__name__, never_sent=never_sent)
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
     retries: int
     backoff: float = 0.25
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    @classmethod
+    def configured(
+        cls,
+        retries: int | None,
+        backoff: float = 0.25,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> RetryPolicy:
+        """The policy a transport was asked for; `retries=None` is `PPATCH_HTTP_RETRIES`'s."""
+        return cls(constants.http_retries() if retries is None else retries, backoff, sleep)
 
     def pause(self, attempt: int) -> None:
         self.sleep(self.backoff * (2**attempt))
