@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ATTENTION_NAME", "grouped_attention_for", "grouped_sdpa_attention"]
+__all__ = ["ATTENTION_NAME", "grouped_attention_for", "grouped_sdpa_attention", "uses_sdpa"]
 
 ATTENTION_NAME = "ppatch_grouped_sdpa"
 
@@ -90,6 +90,11 @@ def grouped_sdpa_attention(
     return output.transpose(1, 2).contiguous(), None
 
 
+def uses_sdpa(config: Any) -> bool:
+    """Whether a model with `config` runs SDPA: transformers' own, or this function for it."""
+    return getattr(config, "_attn_implementation", None) in ("sdpa", ATTENTION_NAME)
+
+
 def _register() -> None:
     global _registered
     if _registered:
@@ -110,7 +115,7 @@ def grouped_attention_for(model: Any) -> Iterator[None]:
     implementation the model had. Models on another implementation are left alone.
     """
     config = model.config
-    if getattr(config, "_attn_implementation", None) not in ("sdpa", ATTENTION_NAME):
+    if not uses_sdpa(config):
         yield
         return
     with _switch_lock:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ppatch.apply.attention import ATTENTION_NAME, grouped_attention_for
+from ppatch.apply.attention import grouped_attention_for, uses_sdpa
 from ppatch.apply.prefix import PrefixKV, PrefixStore, default_prefix_store, embedding_width
 from ppatch.errors import UsageError
 
@@ -386,7 +386,7 @@ def _takes_a_prepared_mask(config: Any) -> bool:
     that all attend to everything before them: sliding windows, chunks, flash-attention and
     eager kernels want transformers' own masks.
     """
-    if getattr(config, "_attn_implementation", None) not in ("sdpa", ATTENTION_NAME):
+    if not uses_sdpa(config):
         return False
     if getattr(config, "sliding_window", None) or getattr(config, "attention_chunk_size", None):
         return False

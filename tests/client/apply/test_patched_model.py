@@ -336,18 +336,22 @@ def test_sliding_window_layers_equal_the_concatenation(prompt_embeddings) -> Non
     assert torch.equal(tokens[:, input_ids.shape[1] :], expected_tokens)
 
 
-class DecoderMasks:
-    """The attention masks the decoder stack receives, one per forward pass."""
+def logits_and_decoder_masks(
+    patched: PatchedModel, model: Any, input_ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A patched forward pass's logits, and the attention masks `model`'s decoder stack got."""
+    seen: list[torch.Tensor] = []
 
-    def __init__(self, model: Any) -> None:
-        self.seen: list[torch.Tensor] = []
-        self._handle = model.model.register_forward_pre_hook(self._record, with_kwargs=True)
+    def record(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+        seen.append(kwargs["attention_mask"])
 
-    def _record(self, _module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-        self.seen.append(kwargs["attention_mask"])
-
-    def remove(self) -> None:
-        self._handle.remove()
+    handle = model.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            logits = patched(input_ids=input_ids, attention_mask=mask).logits
+    finally:
+        handle.remove()
+    return logits, seen
 
 
 @pytest.mark.parametrize(
@@ -359,15 +363,10 @@ def test_sdpa_models_get_one_additive_mask_made_once(
     input_ids, mask = encode(tiny_tokenizer, prompts, "left")
     virtual, length = prompt_embeddings.shape[0], input_ids.shape[1]
     patched.prefix()  # computed before watching: one pass per call from here
-    masks = DecoderMasks(tiny_model)
-    try:
-        with torch.no_grad():
-            logits = patched(input_ids=input_ids, attention_mask=mask).logits
-    finally:
-        masks.remove()
+    logits, masks = logits_and_decoder_masks(patched, tiny_model, input_ids, mask)
 
     assert tiny_model.config._attn_implementation == "sdpa"
-    (given,) = masks.seen
+    (given,) = masks
     # Not transformers' boolean mask per row: additive, and shared by all rows when unpadded.
     assert given.dtype == torch.float32
     assert given.shape == (batch_rows, 1, length, virtual + length)
@@ -387,14 +386,9 @@ def test_eager_attention_gets_the_two_dimensional_mask(
     patched = PatchedModel(model, [AppliedPatch.from_array(prompt_embeddings)])
     input_ids, mask = encode(tiny_tokenizer, PROMPTS, "left")
     patched.prefix()
-    masks = DecoderMasks(model)
-    try:
-        with torch.no_grad():
-            logits = patched(input_ids=input_ids, attention_mask=mask).logits
-    finally:
-        masks.remove()
+    logits, masks = logits_and_decoder_masks(patched, model, input_ids, mask)
 
-    (given,) = masks.seen
+    (given,) = masks
     assert given.shape == (3, prompt_embeddings.shape[0] + input_ids.shape[1])
     expected = reference_logits(model, prompt_embeddings, input_ids, mask)
     real = mask.bool()
