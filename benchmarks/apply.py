@@ -257,7 +257,7 @@ def build_variants(model: Any, args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from peft import PromptTuningConfig, TaskType, get_peft_model
 
-    from ppatch.apply.patched_model import AppliedPatch, PatchedModel
+    from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
 
     generator = torch.Generator().manual_seed(args.seed + 1)
     rows = torch.randint(2, args.vocab, (args.virtual_tokens,), generator=generator)

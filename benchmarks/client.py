@@ -261,7 +261,7 @@ def download_stage(url: str, big_url: str, data: bytes, env: dict[str, str], rep
     """The install's download: stream to a temporary file while hashing, as `install` does."""
     os.environ.update({k: v for k, v in env.items() if k.startswith("PPATCH_")})
     from ppatch import store
-    from ppatch.registry_client import RegistryClient
+    from ppatch.registry.client import RegistryClient
 
     expected = hashlib.sha256(data).hexdigest()
     times = []

@@ -9,21 +9,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-# `ppatch.apply` names both the sub-package and the function users call. Importing the (light,
-# torch-free) sub-package first and binding the function afterwards keeps
-# `ppatch.apply(model, patches)` callable: a later `import ppatch.apply.loading` finds the
-# sub-package in `sys.modules` and leaves this module's attribute alone. A module `__getattr__`
-# cannot do this, as the import system sets the attribute to the sub-package on first import.
-# Import the sub-package's modules by their full names (`from ppatch.apply.loading import ...`).
-import ppatch.apply as _apply_package  # noqa: F401
-
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import torch
 
-    from ppatch.apply.loading import PatchSource
-    from ppatch.apply.patched_model import PatchedModel
+    from ppatch.runtime.loading import PatchSource
+    from ppatch.runtime.patched_model import PatchedModel
 
 __version__ = "0.1.0"
 
@@ -41,9 +33,9 @@ def load_model(
 
     `patches=None` applies the installed patches in installation order, a list exactly those
     (`.ppatch` paths or installed specs such as `acme/toxicity@1.2`), `[]` none. See
-    `ppatch.apply.loading.load_model`.
+    `ppatch.runtime.loading.load_model`.
     """
-    from ppatch.apply.loading import load_model as load
+    from ppatch.runtime.loading import load_model as load
 
     return load(model, patches, device=device, dtype=dtype)
 
@@ -55,7 +47,7 @@ def apply(
     tokenizer: Any = None,
     fingerprint: str | None = None,
 ) -> PatchedModel:
-    """Run a model the caller already loaded with patches; see `ppatch.apply.loading.apply`."""
-    from ppatch.apply.loading import apply as apply_patches
+    """Run a model the caller already loaded with patches; see `ppatch.runtime.loading.apply`."""
+    from ppatch.runtime.loading import apply as apply_patches
 
     return apply_patches(model, patches, tokenizer=tokenizer, fingerprint=fingerprint)

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 from ppatch import constants, store
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 from ppatch.progress import deferred_progress, progress
-from ppatch.registry_errors import RegistryNotFoundError
+from ppatch.registry.errors import RegistryNotFoundError
 from ppatch.resolver import Pin, Resolution, resolve
 from ppatch.trust import ensure_trusted, public_keys
 
 if TYPE_CHECKING:
     from patchfmt import PackageSpec
-    from ppatch.registry_client import RegistryClient
+    from ppatch.registry.client import RegistryClient
 
 __all__ = [
     "InstallAction",

@@ -22,7 +22,7 @@ from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 
 if TYPE_CHECKING:
-    from ppatch.registry_client import RegistryClient
+    from ppatch.registry.client import RegistryClient
 
 __all__ = [
     "KeyChangedError",

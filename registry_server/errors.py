@@ -2,7 +2,7 @@
 response the same body: `{"error": {"code": ..., "message": ...}}`.
 
 The codes are a stable contract (docs/architecture.md, docs/registry.md); the client maps each to
-a typed exception in one place (`ppatch.registry_errors`).
+a typed exception in one place (`ppatch.registry.errors`).
 """
 
 from __future__ import annotations

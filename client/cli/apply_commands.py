@@ -115,7 +115,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise UsageError("PROMPT is empty: give the text to complete")
     _quiet_transformers()
-    from ppatch.apply.loading import load_model
+    from ppatch.runtime.loading import load_model
 
     patches: list[str] | None = [] if args.no_patches else args.patch
     patched = load_model(args.model, patches, device=args.device, dtype=args.dtype)
@@ -133,7 +133,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_import_peft(args: argparse.Namespace) -> int:
-    from ppatch.apply.peft_interop import DEFAULT_LICENSE, import_peft
+    from ppatch.runtime.peft_interop import DEFAULT_LICENSE, import_peft
 
     # Missing folders above -o are made, and removed again if the import fails.
     with parents_made_for(args.output):
@@ -157,7 +157,7 @@ def run_import_peft(args: argparse.Namespace) -> int:
 
 
 def run_export_peft(args: argparse.Namespace) -> int:
-    from ppatch.apply.peft_interop import export_peft
+    from ppatch.runtime.peft_interop import export_peft
 
     with parents_made_for(args.out_dir):
         target = export_peft(args.file, args.out_dir)

@@ -28,7 +28,7 @@ from ppatch.errors import (
 )
 
 if TYPE_CHECKING:
-    from ppatch.registry_client import RegistryClient
+    from ppatch.registry.client import RegistryClient
 
 __all__ = ["register"]
 
@@ -42,7 +42,7 @@ def _print_json(document: Any) -> None:
 
 @contextmanager
 def _client(registry: str | None, *, with_token: bool = False) -> Iterator[RegistryClient]:
-    from ppatch.registry_client import RegistryClient
+    from ppatch.registry.client import RegistryClient
 
     url = config.resolve_registry(registry)
     token = config.load_token(url) if with_token else None
@@ -207,7 +207,7 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def _install_lockfile(args: argparse.Namespace) -> int:
-    from ppatch.registry_client import RegistryClient
+    from ppatch.registry.client import RegistryClient
 
     source = Path(args.requirements)
     try:
@@ -390,7 +390,7 @@ def _newer(latest: str, installed: str) -> bool:
 
 
 def _outdated(args: argparse.Namespace) -> int:
-    from ppatch.update_check import check_updates
+    from ppatch.registry.update_check import check_updates
 
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)

@@ -35,7 +35,7 @@ from patchfmt import (
     weights_from_array,
 )
 from ppatch.cli.main import main as ppatch_main
-from ppatch.registry_client import RegistryClient
+from ppatch.registry.client import RegistryClient
 
 TOXICITY_VERSIONS = ("1.2.0", "1.2.1", "1.3.0")
 

@@ -12,7 +12,7 @@ from patchfmt import FingerprintMismatchError, key_id, public_key_to_pem
 from ppatch import store, trust
 from ppatch.errors import VerificationError
 from ppatch.install import fetch_verified
-from ppatch.registry_client import RegistryClient
+from ppatch.registry.client import RegistryClient
 from ppatch.resolver import Pin
 from ppatch.trust import KeyChangedError
 from tests.client.conftest import build_patch, stored_files

@@ -2,7 +2,7 @@
 
 Each such folder's conftest imports them, so they apply there and nowhere else: `one_thread`
 would import torch into every client test, and slow the registry-only ones, if it sat in
-tests/client/conftest.py. tests/client/apply has a `tiny_model` of its own (a loaded Llama, not
+tests/client/conftest.py. tests/client/runtime has a `tiny_model` of its own (a loaded Llama, not
 a saved folder) and runs without `one_thread`.
 """
 

@@ -3,8 +3,8 @@
 Semantics are PEFT prompt tuning's: the composed virtual tokens come first, before BOS and any
 chat template, at positions 0..n-1 with an attention mask of ones, and the caller's tokens follow.
 The result equals running the model on `cat([prompt_embeddings, embed(input_ids)])` with the
-mask extended by n ones (tests/client/apply/test_patched_model.py), but the virtual tokens are
-never recomputed: every call starts from the shared prefix cache (`ppatch.apply.prefix`).
+mask extended by n ones (tests/client/runtime/test_patched_model.py), but the virtual tokens are
+never recomputed: every call starts from the shared prefix cache (`ppatch.runtime.prefix`).
 
 Outputs cover the caller's tokens only: `logits` has the prompt's length, `generate` returns the
 caller's input ids followed by the new tokens, exactly as the bare model's `generate` does.
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ppatch.apply.attention import grouped_attention_for, uses_sdpa
-from ppatch.apply.prefix import PrefixKV, PrefixStore, default_prefix_store, embedding_width
 from ppatch.errors import UsageError
+from ppatch.runtime.attention import grouped_attention_for, uses_sdpa
+from ppatch.runtime.prefix import PrefixKV, PrefixStore, default_prefix_store, embedding_width
 
 if TYPE_CHECKING:
     import numpy

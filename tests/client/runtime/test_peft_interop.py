@@ -12,14 +12,14 @@ import torch
 from safetensors.numpy import save_file
 
 from patchfmt import read_patch
-from ppatch.apply.loading import apply
-from ppatch.apply.peft_interop import (
+from ppatch.errors import ConflictError, NotFoundError, UsageError
+from ppatch.runtime.loading import apply
+from ppatch.runtime.peft_interop import (
     InvalidAdapterError,
     export_peft,
     import_peft,
     read_peft_adapter,
 )
-from ppatch.errors import ConflictError, NotFoundError, UsageError
 
 from .conftest import HIDDEN, write_patch_file
 

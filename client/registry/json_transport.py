@@ -1,12 +1,13 @@
 """Small JSON requests to a registry over the standard library's `http.client`.
 
-The transport of `ppatch.update_check`, so that a cron job's `ppatch outdated` starts without
-importing httpx (benchmarks/client.py). It behaves as `ppatch.registry_client.RegistryClient`
-does for such a request: the same timeout and retry settings and policy (`ppatch.retry`), the
-same headers (User-Agent, bearer token), redirects followed as httpx follows them with the token
-kept to the registry's host, error answers mapped by `ppatch.registry_errors`, no answer at all a
-`NetworkError`. It opens a connection per request and reads the whole body: answers are small.
-Callers check `direct_connection_possible` first, since proxies are not handled here.
+The transport of `ppatch.registry.update_check`, so that a cron job's `ppatch outdated` starts
+without importing httpx (benchmarks/client.py). It behaves as
+`ppatch.registry.client.RegistryClient` does for such a request: the same timeout and retry settings
+and policy (`ppatch.registry.retry`), the same headers (User-Agent, bearer token), redirects
+followed as httpx follows them with the token kept to the registry's host, error answers mapped by
+`ppatch.registry.errors`, no answer at all a `NetworkError`. It opens a connection per request and
+reads the whole body: answers are small. Callers check `direct_connection_possible` first, since
+proxies are not handled here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 from ppatch import constants
-from ppatch.direct_http import (
+from ppatch.errors import NetworkError
+from ppatch.registry.direct_http import (
     MAX_REDIRECTS,
     REDIRECT_STATUSES,
     open_connection,
@@ -28,9 +30,8 @@ from ppatch.direct_http import (
     request_target,
     same_host_headers,
 )
-from ppatch.errors import NetworkError
-from ppatch.registry_errors import parse_json_object, registry_error, unreachable
-from ppatch.retry import NoAnswerError, RetryPolicy
+from ppatch.registry.errors import parse_json_object, registry_error, unreachable
+from ppatch.registry.retry import NoAnswerError, RetryPolicy
 
 __all__ = ["JsonTransport"]
 

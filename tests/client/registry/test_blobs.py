@@ -11,10 +11,10 @@ from typing import ClassVar
 
 import pytest
 
-from ppatch.direct_http import direct_connection_possible
 from ppatch.errors import NetworkError
-from ppatch.registry_client import RegistryClient
-from ppatch.registry_errors import RegistryNotFoundError
+from ppatch.registry.client import RegistryClient
+from ppatch.registry.direct_http import direct_connection_possible
+from ppatch.registry.errors import RegistryNotFoundError
 from tests.client.http_servers import serving
 
 PAYLOAD = bytes(range(256)) * 8192  # 2 MiB: several 1 MiB reads

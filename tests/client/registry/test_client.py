@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from ppatch.errors import ExitCode, NetworkError
-from ppatch.registry_client import RegistryClient
-from ppatch.registry_errors import (
+from ppatch.registry.client import RegistryClient
+from ppatch.registry.errors import (
     RegistryNotFoundError,
     RegistryUnavailableError,
     UnexpectedResponseError,

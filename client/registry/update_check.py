@@ -1,6 +1,6 @@
 """The update check: one `POST /api/v1/updates` for everything installed, run from cron.
 
-`check_updates` sends it over the standard library (`ppatch.json_transport`), so `ppatch
+`check_updates` sends it over the standard library (`ppatch.registry.json_transport`), so `ppatch
 outdated` does not import httpx, which takes longer to import than the whole check otherwise
 takes. Where a proxy applies to the registry it goes through `RegistryClient` instead, which
 honours the proxy variables; the answer and the errors are the same either way.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ppatch.direct_http import direct_connection_possible
-from ppatch.registry_errors import refuse_offline
+from ppatch.registry.direct_http import direct_connection_possible
+from ppatch.registry.errors import refuse_offline
 
 __all__ = ["UPDATES_PATH", "check_updates", "update_results", "updates_request"]
 
@@ -47,11 +47,11 @@ def check_updates(
     base_url = registry.rstrip("/")
     refuse_offline(base_url, "an update check")
     if not direct_connection_possible(base_url + UPDATES_PATH):
-        from ppatch.registry_client import RegistryClient
+        from ppatch.registry.client import RegistryClient
 
         with RegistryClient(base_url, token=token, timeout=timeout, retries=retries) as client:
             return client.check_updates(installed)
-    from ppatch.json_transport import JsonTransport
+    from ppatch.registry.json_transport import JsonTransport
 
     transport = JsonTransport(base_url, token=token, timeout=timeout, retries=retries)
     # Read-only on the server, so as safe to repeat as a GET (as RegistryClient treats it).

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ppatch.apply.patched_model import AppliedPatch, PatchedModel
-from ppatch.apply.prefix import PrefixStore, compute_prefix
+from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
+from ppatch.runtime.prefix import PrefixStore, compute_prefix
 
 PROMPTS = ["hello world", "the cat sat on the mat and ran to the big red house", "why"]
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from ppatch.errors import ExitCode
-from ppatch.registry_errors import (
+from ppatch.registry.errors import (
     ERROR_CLASSES,
     ForbiddenError,
     InvalidPatchError,

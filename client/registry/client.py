@@ -2,11 +2,11 @@
 
 Idempotent requests (GETs, the read-only update check) are retried with exponential backoff on
 connection errors and 5xx answers. Other requests are retried only when the connection could not
-be opened, since then nothing reached the server (`ppatch.retry`, shared with the
-standard-library transport). Error answers become typed exceptions in `ppatch.registry_errors`;
+be opened, since then nothing reached the server (`ppatch.registry.retry`, shared with the
+standard-library transport). Error answers become typed exceptions in `ppatch.registry.errors`;
 an unreachable registry becomes `NetworkError` (exit code 6).
 
-`ppatch outdated` does not come here unless a proxy applies: it uses `ppatch.update_check`,
+`ppatch outdated` does not come here unless a proxy applies: it uses `ppatch.registry.update_check`,
 which avoids importing httpx.
 
 Package indexes are cached on disk with their ETag and fetched with `If-None-Match`, so polling
@@ -26,18 +26,18 @@ import httpx
 
 from ppatch import constants
 from ppatch.atomic import atomic_write_bytes
-from ppatch.blob_download import stream_blob
-from ppatch.direct_http import direct_connection_possible, registry_headers
 from ppatch.errors import NetworkError
-from ppatch.registry_errors import (
+from ppatch.registry.blobs import stream_blob
+from ppatch.registry.direct_http import direct_connection_possible, registry_headers
+from ppatch.registry.errors import (
     UnexpectedResponseError,
     json_object,
     raise_for_status,
     refuse_offline,
     unreachable,
 )
-from ppatch.retry import NoAnswerError, RetryPolicy
-from ppatch.update_check import UPDATES_PATH, update_results, updates_request
+from ppatch.registry.retry import NoAnswerError, RetryPolicy
+from ppatch.registry.update_check import UPDATES_PATH, update_results, updates_request
 
 __all__ = ["RegistryClient"]
 
@@ -180,7 +180,7 @@ class RegistryClient:
     def check_updates(self, installed: Sequence[Mapping[str, str]]) -> list[JsonObject]:
         """One batch request for every installed (name, version, fingerprint).
 
-        `ppatch.update_check.check_updates` does the same without importing httpx.
+        `ppatch.registry.update_check.check_updates` does the same without importing httpx.
         """
         self._refuse_offline("an update check")
         # Read-only on the server, so as safe to repeat as a GET.

@@ -22,8 +22,8 @@ from patchfmt import (
     read_patch,
     resolve_model_path,
 )
-from ppatch.apply.patched_model import AppliedPatch, PatchedModel
 from ppatch.errors import NotFoundError, UsageError
+from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
 from ppatch.store import blob_path, installed_patch_paths, read_installed
 
 if TYPE_CHECKING:

@@ -24,9 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ppatch.errors import ExitCode, NetworkError
-from ppatch.json_transport import JsonTransport
-from ppatch.registry_client import RegistryClient
-from ppatch.registry_errors import (
+from ppatch.registry.client import RegistryClient
+from ppatch.registry.errors import (
     ERROR_CLASSES,
     RegistryError,
     RegistryNotFoundError,
@@ -34,7 +33,8 @@ from ppatch.registry_errors import (
     UnauthorizedError,
     UnexpectedResponseError,
 )
-from ppatch.update_check import UPDATES_PATH, check_updates
+from ppatch.registry.json_transport import JsonTransport
+from ppatch.registry.update_check import UPDATES_PATH, check_updates
 from tests.client.http_servers import serving
 
 INSTALLED = [{"name": "acme/toxicity", "version": "1.2.1", "fingerprint": "sha256:" + "a" * 64}]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from ppatch.apply.patched_model import AppliedPatch, PatchedModel
 from ppatch.errors import UsageError
+from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
 
 TOLERANCE = 1e-5
 PROMPTS = ["hello world", "the big red dog ran to the house and sat on a mat", "why"]

@@ -4,11 +4,11 @@ httpx parses HTTP/1.1 in pure Python (h11), which on a 50 MB body costs a third 
 throughput curl gets from the same URL (benchmarks/client.py). Blobs are immutable GETs, so
 their bodies are read with the standard library's `http.client` instead: `readinto` a reused
 1 MiB buffer, then hash and write the same memory. The retries and error mapping stay in
-`ppatch.registry_client`: this module raises httpx's transport errors and hands error answers
+`ppatch.registry.client`: this module raises httpx's transport errors and hands error answers
 back as `httpx.Response` objects so the caller treats both paths alike.
 
-Used only when no proxy applies to the URL (`ppatch.direct_http`); otherwise the caller keeps
-httpx.
+Used only when no proxy applies to the URL (`ppatch.registry.direct_http`); otherwise the
+caller keeps httpx.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 import httpx
 
 from ppatch import constants
-from ppatch.direct_http import (
+from ppatch.registry.direct_http import (
     MAX_REDIRECTS,
     REDIRECT_STATUSES,
     open_connection,

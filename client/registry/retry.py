@@ -1,5 +1,6 @@
 """When a registry request is tried again, and how long to wait first: one policy for both
-transports (httpx in `ppatch.registry_client`, the standard library in `ppatch.json_transport`).
+transports (httpx in `ppatch.registry.client`, the standard library in
+`ppatch.registry.json_transport`).
 
 A request is retried after a connection failure or a 5xx answer when it is idempotent (GETs,
 the read-only update check), and after a failure to open the connection whatever it is, since

@@ -6,7 +6,7 @@ code, the HTTP status and the server's message, so the CLI can print one line an
 exit code. An answer without that body (a proxy's HTML page, say) is mapped by status.
 
 Both transports use it: httpx responses through `raise_for_status` and `json_object`, the
-standard-library update check (`ppatch.json_transport`) through `registry_error` and
+standard-library update check (`ppatch.registry.json_transport`) through `registry_error` and
 `parse_json_object`, which take the status and body bytes. A registry that cannot be reached,
 or that `PPATCH_OFFLINE` forbids contacting, is a `NetworkError` built here too.
 """

@@ -12,9 +12,9 @@ import torch
 
 import ppatch
 from patchfmt import FingerprintMismatchError, InvalidContainerError
-from ppatch.apply.loading import apply, load_model, parse_device, parse_dtype
-from ppatch.apply.patched_model import AppliedPatch
 from ppatch.errors import NotFoundError, UsageError
+from ppatch.runtime.loading import apply, load_model, parse_device, parse_dtype
+from ppatch.runtime.patched_model import AppliedPatch
 
 from .conftest import install_patch_file, write_patch_file
 
@@ -220,11 +220,13 @@ def test_a_model_that_is_not_there_is_refused(tmp_path) -> None:
         load_model(tmp_path / "no-such-model", device="cpu")
 
 
-def test_ppatch_apply_stays_callable_after_its_modules_are_imported(tiny_model) -> None:
-    import ppatch.apply.peft_interop
+def test_ppatch_apply_is_a_function_and_runtime_a_package(tiny_model) -> None:
+    import ppatch.runtime.attention
+    import ppatch.runtime.peft_interop
 
     assert callable(ppatch.apply)
     assert callable(ppatch.load_model)
+    assert ppatch.runtime.attention.__name__ == "ppatch.runtime.attention"
 
 
 def test_importing_ppatch_does_not_import_torch() -> None:

@@ -12,8 +12,8 @@ from transformers import AttentionInterface
 from transformers.integrations import sdpa_attention
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from ppatch.apply.attention import ATTENTION_NAME, grouped_attention_for, grouped_sdpa_attention
-from ppatch.apply.patched_model import AppliedPatch, PatchedModel
+from ppatch.runtime.attention import ATTENTION_NAME, grouped_attention_for, grouped_sdpa_attention
+from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
 
 BATCH, HEADS, KV_HEADS, HEAD_DIM = 3, 4, 2, 8
 QUERIES, VIRTUAL = 5, 4

@@ -10,8 +10,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from patchfmt import read_patch
-from ppatch.apply.loading import apply
 from ppatch.cli.main import main
+from ppatch.runtime.loading import apply
 
 from .conftest import HIDDEN, install_patch_file, write_patch_file
 
