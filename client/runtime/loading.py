@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from patchfmt import (
     PackageSpec,
@@ -23,6 +23,7 @@ from patchfmt import (
     resolve_model_path,
 )
 from ppatch.errors import NotFoundError, UsageError
+from ppatch.runtime.hf_model import load_pretrained, parse_device, parse_dtype
 from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
 from ppatch.store import blob_path, installed_patch_paths, read_installed
 
@@ -34,15 +35,12 @@ __all__ = [
     "applied_from_patch_file",
     "apply",
     "load_model",
-    "parse_device",
-    "parse_dtype",
     "resolve_patches",
 ]
 
 PatchSource: TypeAlias = str | os.PathLike[str] | PatchFile | AppliedPatch
 
 WEIGHTS_FILE = "weights.safetensors"
-_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
 def load_model(
@@ -59,20 +57,14 @@ def load_model(
     such as `acme/toxicity@1.2` matched against the installed patches, or a `PatchFile`.
     `device` defaults to CUDA when available, else the CPU; `dtype` to the checkpoint's.
     """
+    # Parsed first: a bad device or dtype is refused before anything is read.
     torch_dtype = parse_dtype(dtype)
     torch_device = parse_device(device)
     path = resolve_model_path(os.fspath(model))
     fingerprint = fingerprint_model(path)
     applied = resolve_patches(patches, fingerprint)
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    hf_model = AutoModelForCausalLM.from_pretrained(
-        path, local_files_only=True, dtype=torch_dtype if torch_dtype is not None else "auto"
-    )
-    hf_model = cast(Any, hf_model).to(torch_device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return PatchedModel(hf_model, applied, tokenizer=tokenizer)
+    loaded = load_pretrained(path, device=torch_device, dtype=torch_dtype, label=os.fspath(model))
+    return PatchedModel(loaded.model, applied, tokenizer=loaded.tokenizer)
 
 
 def apply(
@@ -138,38 +130,6 @@ def applied_from_patch_file(patch: PatchFile, *, source: str) -> AppliedPatch:
         embeddings=patch.embeddings(),
         source=source,
     )
-
-
-def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """`None`, a `torch.dtype`, or its name (`"bfloat16"`, `"torch.float16"`)."""
-    if dtype is None:
-        return None
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).removeprefix("torch.")
-    if name not in _DTYPES:
-        raise UsageError(f"unknown dtype {dtype!r}: expected one of {', '.join(_DTYPES)}")
-    parsed: torch.dtype = getattr(torch, name)
-    return parsed
-
-
-def parse_device(device: str | torch.device | None) -> torch.device:
-    """The device to run on: as given, else CUDA when available, else the CPU."""
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UsageError(
-            f"unknown device {device!r}: expected e.g. 'cpu', 'cuda' or 'cuda:1'"
-        ) from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} was asked for but CUDA is not available here")
-    return parsed
 
 
 def _checked(patch: PatchFile, fingerprint: str, *, source: str) -> AppliedPatch:
