@@ -14,18 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from patchfmt import (
-    PackageSpec,
     PatchFile,
     check_fingerprint,
     fingerprint_model,
-    parse_version,
     read_patch,
     resolve_model_path,
 )
 from ppatch.errors import NotFoundError, UsageError
+from ppatch.installed import installed_file
 from ppatch.runtime.hf_model import load_pretrained, parse_device, parse_dtype
 from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
-from ppatch.store import blob_path, installed_patch_paths, read_installed
+from ppatch.store import installed_patch_paths
 
 if TYPE_CHECKING:
     import torch
@@ -110,7 +109,7 @@ def resolve_patches(patches: Sequence[PatchSource] | None, fingerprint: str) -> 
                 raise NotFoundError(f"patch file {str(path)!r} does not exist")
             applied.append(_checked(read_patch(path), fingerprint, source=str(path)))
         elif isinstance(source, str):
-            path = _installed_path_for_spec(source, fingerprint)
+            path = installed_file(fingerprint, source)
             applied.append(_checked(read_patch(path), fingerprint, source=str(path)))
         else:
             raise UsageError(
@@ -142,40 +141,6 @@ def _looks_like_a_path(source: object) -> bool:
         return False
     # Specs contain "/" too (`acme/toxicity`), so only the suffix or an existing file decide.
     return source.endswith(".ppatch") or Path(source).is_file()
-
-
-def _installed_path_for_spec(text: str, fingerprint: str) -> Path:
-    """The installed file that `[namespace/]name[@range]` names for this model."""
-    spec = PackageSpec.parse(text)
-    installed = read_installed(fingerprint).patches
-    named = [
-        patch
-        for patch in installed
-        if patch.name == spec.full_name
-        or (spec.namespace is None and patch.name.partition("/")[2] == spec.name)
-    ]
-    matching = [
-        patch
-        for patch in named
-        if spec.range.contains(parse_version(patch.version), include_prerelease=True)
-    ]
-    if not matching:
-        listing = ", ".join(f"{patch.name} {patch.version}" for patch in installed) or "none"
-        found = f" (installed: {listing})"
-        raise NotFoundError(
-            f"no installed patch matches {text!r} for model {fingerprint}{found}; "
-            "install it with 'ppatch install' or give a .ppatch path"
-        )
-    if len(matching) > 1:
-        names = ", ".join(f"{patch.name} {patch.version}" for patch in matching)
-        raise UsageError(f"{text!r} matches several installed patches ({names}): add the namespace")
-    path: Path = blob_path(matching[0].sha256)
-    if not path.is_file():
-        raise NotFoundError(
-            f"{matching[0].name} {matching[0].version} is installed but its file {str(path)!r} "
-            "is missing; reinstall it with 'ppatch install'"
-        )
-    return path
 
 
 def _refuse_duplicates(applied: Sequence[AppliedPatch]) -> None:

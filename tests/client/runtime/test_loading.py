@@ -163,7 +163,7 @@ def test_in_memory_patches_apply_without_a_fingerprint_check(
         ([Path("nowhere/x.ppatch")], NotFoundError, "does not exist"),
         ("first.ppatch", UsageError, "patches must be a list"),
         ([42], UsageError, "cannot apply 42"),
-        (["bad name!"], ValueError, "invalid package spec"),
+        (["bad name!"], NotFoundError, "neither a file nor a package spec.*invalid package spec"),
     ],
     ids=["missing-file", "missing-path", "not-a-list", "not-a-patch", "bad-spec"],
 )
