@@ -31,8 +31,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from patchfmt.atomic import atomic_write_text
 from ppatch import constants
-from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, PpatchError, UsageError
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ def write_installed(state: InstalledSet) -> None:
         "patches": [asdict(patch) for patch in state.patches],
     }
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(_state_path(state.fingerprint), text)
+    atomic_write_text(_state_path(state.fingerprint), text, mode=None, make_parents=True)
 
 
 def installed_blob(patch: InstalledPatch) -> Path:

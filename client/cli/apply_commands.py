@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppatch.atomic import parents_made_for
 from ppatch.errors import ExitCode, UsageError
+from ppatch.output_paths import parents_made_for
 
 __all__ = ["register"]
 

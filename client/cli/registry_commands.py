@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from patchfmt.atomic import atomic_write_text
 from ppatch import config, install, installed, lockfile, store
-from ppatch.atomic import atomic_write_text
 from ppatch.errors import (
     ExitCode,
     NotFoundError,
@@ -373,7 +373,7 @@ def _freeze(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     text = lockfile.dumps(store.read_installed(target.fingerprint))
     if args.output:
-        atomic_write_text(Path(args.output), text)
+        atomic_write_text(Path(args.output), text, mode=None, make_parents=True)
     else:
         sys.stdout.write(text)
     return int(ExitCode.OK)

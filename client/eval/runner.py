@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch.atomic import check_parent_creatable
 from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.eval.report import Report, SystemResult
 from ppatch.eval.scorers import Scorer, refusal_scorer, toxicity_scorer
 from ppatch.eval.suites import SUITES, record_problem, run_suite
 from ppatch.installed import installed_file
+from ppatch.output_paths import check_parent_creatable
 from ppatch.train.data import InvalidDataFileError, read_jsonl
 from ppatch.train.modeling import LoadedModel, load_model, threads_for
 
