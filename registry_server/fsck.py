@@ -19,7 +19,6 @@ blob with a row, a missing or corrupt blob, and a file that is not a blob are ne
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from patchfmt.blob_paths import is_sha256_hex
 from registry_server.config import Settings
 from registry_server.db import create_registry_engine
 from registry_server.migrations import SchemaState, schema_state
@@ -59,7 +59,6 @@ __all__ = [
 
 # Far longer than any upload takes between storing its blob and committing its row.
 DEFAULT_GRACE_SECONDS = 3600.0
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class ProblemKind(StrEnum):
@@ -120,7 +119,7 @@ def _local_objects(root: Path) -> Iterator[StoredObject]:
         except FileNotFoundError:  # renamed or removed by a live writer since the listing
             continue
         relative = str(path.relative_to(base))
-        if _DIGEST.fullmatch(path.name) and path.parent.name == path.name[:2]:
+        if is_sha256_hex(path.name) and path.parent.name == path.name[:2]:
             yield StoredObject(path.name, None, modified, path=path)
         elif path.name.startswith(".upload-"):
             yield StoredObject(relative, _TEMPORARY_REASON, modified, temporary=True, path=path)
@@ -156,7 +155,7 @@ def _s3_objects(storage: S3Storage) -> Iterator[StoredObject]:
         for item in page.get("Contents", []):
             name = str(item["Key"])[len(prefix) :]
             modified = item["LastModified"].timestamp()
-            if _DIGEST.fullmatch(name):
+            if is_sha256_hex(name):
                 yield StoredObject(name, None, modified)
             else:
                 reason = "object that is not a blob (key is not its sha256)"
