@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from semantic_version import Version
 
 from patchfmt.blob_paths import is_sha256_hex
 from patchfmt.canonical import canonical_json, loads_strict
@@ -297,16 +296,8 @@ class Manifest(BaseModel):
         )
 
     @property
-    def parsed_version(self) -> Version:
-        return parse_version(self.version)
-
-    @property
     def namespace(self) -> str:
         return parse_package_name(self.name)[0]
-
-    @property
-    def short_name(self) -> str:
-        return parse_package_name(self.name)[1]
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:

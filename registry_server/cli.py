@@ -111,9 +111,9 @@ def app_from_environment() -> FastAPI:
 def _freeze_startup_heap() -> None:
     """Move everything built so far (modules, the app, its routes and schemas) out of the
     garbage collector's reach. They live as long as the process, yet every full collection
-    walks them all: measured (benchmarks/registry.py, PostgreSQL, 64 connections), the full
-    collections while serving paused the event loop 140-160 ms each and were the whole p99
-    (135 ms; 32-39 ms frozen). The `gc.freeze()` recipe from the `gc` module's documentation."""
+    walks them all, pausing the event loop; under load those pauses were the whole p99
+    (benchmarks/registry.py; the figures are in docs/registry.md). The `gc.freeze()` recipe from
+    the `gc` module's documentation."""
     gc.collect()
     gc.freeze()
 
