@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
 
 __all__ = [
+    "DowngradeRefusedError",
     "InstallAction",
     "ModelTarget",
     "Pin",
@@ -37,6 +38,7 @@ __all__ = [
     "find_installed",
     "model_target",
     "record",
+    "refuse_downgrade",
     "resolve_spec",
     "verify_blob",
 ]
@@ -232,6 +234,23 @@ def classify(pin: Pin, installed: store.InstalledPatch | None) -> str:
     if after > before:
         return "upgrade"
     return "downgrade" if after < before else "reinstall"
+
+
+class DowngradeRefusedError(VerificationError):
+    """An install would move a package to a lower version without being told to."""
+
+
+def refuse_downgrade(pin: Pin, installed: store.InstalledPatch | None, *, allowed: bool) -> None:
+    """Raise `DowngradeRefusedError` when installing `pin` moves `installed` down and the user
+    did not allow it: a registry replaying an old index must not roll a model back."""
+    if allowed or classify(pin, installed) != "downgrade":
+        return
+    assert installed is not None
+    raise DowngradeRefusedError(
+        f"refusing to downgrade {pin.full_name} from {installed.version} to {pin.version}: the "
+        "registry offered an older release than the one installed (an old index replayed?); "
+        "pass --allow-downgrade to do it on purpose"
+    )
 
 
 def satisfied(installed: store.InstalledPatch, spec: PackageSpec) -> bool:

@@ -188,6 +188,7 @@ def _install(args: argparse.Namespace) -> int:
             )
             install.warn(resolution.warnings)
             pin = resolution.pin
+            install.refuse_downgrade(pin, current, allowed=args.allow_downgrade)
             actions.append(
                 install.InstallAction(
                     name=pin.full_name,
@@ -511,12 +512,38 @@ def _trust(args: argparse.Namespace) -> int:
         print(f"pinned key {key_id} for namespace {args.namespace!r} on {url}")
         return int(ExitCode.OK)
     with _client(args.registry) as client:
-        keys = trust.trust_from_registry(client, args.namespace)
+        change = trust.keys_change(client, args.namespace)
+    if change.changed and not _confirm_keys(change, assume_yes=args.yes):
+        raise VerificationError(
+            f"the keys of namespace {args.namespace!r} on {change.registry} were not changed"
+        )
+    trust.pin_keys(change.registry, args.namespace, change.new)
     print(
-        f"pinned {len(keys)} key(s) for namespace {args.namespace!r} on {client.base_url}: "
-        f"{', '.join(sorted(keys))}"
+        f"pinned {len(change.new)} key(s) for namespace {args.namespace!r} on {change.registry}: "
+        f"{', '.join(sorted(change.new))}"
     )
     return int(ExitCode.OK)
+
+
+def _confirm_keys(change: Any, *, assume_yes: bool) -> bool:
+    """Show the pinned and the offered keys side by side; True when the user accepts."""
+    old = sorted(change.old or {})
+    new = sorted(change.new)
+    width = max((len(key) for key in old), default=6)
+    print(f"the keys of namespace {change.namespace!r} on {change.registry} changed:")
+    print(f"  {'pinned':<{width}}  offered now")
+    for index in range(max(len(old), len(new))):
+        left = old[index] if index < len(old) else ""
+        right = new[index] if index < len(new) else ""
+        print(f"  {left:<{width}}  {right}")
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "the namespace's keys changed: check the new key ids with the publisher, then "
+            "rerun with --yes"
+        )
+    return input("pin the keys offered now? [y/N] ").strip().lower() in ("y", "yes")
 
 
 # -- registration --------------------------------------------------------------------------
@@ -566,6 +593,11 @@ def register(subparsers: Any) -> None:
         "--upgrade", action="store_true", help="move to the newest matching release"
     )
     parser.add_argument("--pre", action="store_true", help="consider pre-releases")
+    parser.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="install an older release than the one installed (refused otherwise)",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="show what would change, change nothing"
     )
@@ -632,5 +664,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--public-key", metavar="PUB", help="pin this PEM key instead of the registry's"
     )
+    parser.add_argument("--yes", action="store_true", help="accept changed keys without asking")
     _registry_option(parser)
     parser.set_defaults(handler=_trust)

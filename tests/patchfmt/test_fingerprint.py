@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
