@@ -41,6 +41,7 @@ __all__ = [
     "locks_dir",
     "models_dir",
     "offline",
+    "tuf_root_file",
 ]
 
 APP_NAME = "ppatch"
@@ -125,6 +126,13 @@ def blob_mirrors() -> list[str]:
     """Origins other than the registry's that blobs may come from (`PPATCH_MIRRORS`, commas)."""
     raw = os.environ.get("PPATCH_MIRRORS", "")
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def tuf_root_file() -> Path | None:
+    """A registry root the operator distributes (`PPATCH_TUF_ROOT`), pinned instead of the
+    registry's first answer."""
+    raw = os.environ.get("PPATCH_TUF_ROOT")
+    return Path(raw).expanduser() if raw else None
 
 
 def offline() -> bool:

@@ -390,6 +390,30 @@ def _newer(latest: str, installed: str) -> bool:
     return bool(parse_version(latest) > parse_version(installed))
 
 
+def _signed_index(registry: str) -> Any:
+    """The registry's refreshed signed index, or None when it has never signed one."""
+    from ppatch.registry.signed_index import open_signed_index
+
+    signed = open_signed_index(registry)
+    if signed is not None:
+        signed.refresh()  # StaleIndexError (exit 9) when expired or rolled back
+    return signed
+
+
+def _checked_answer(
+    signed: Any, patch: store.InstalledPatch, answer: dict[str, Any], fingerprint: str
+) -> dict[str, Any]:
+    """The update-check answer for `patch`, its yank state taken from the signed index and its
+    latest version required to be there."""
+    namespace, name = patch.name.split("/", 1)
+    installed = signed.artifact(namespace, name, patch.version, fingerprint)
+    checked = {**answer, "yanked": installed.yanked, "yanked_reason": installed.yanked_reason}
+    latest = answer.get("latest")
+    if latest and latest != patch.version:
+        signed.artifact(namespace, name, str(latest), fingerprint)
+    return checked
+
+
 def _outdated(args: argparse.Namespace) -> int:
     from ppatch.registry.update_check import check_updates
 
@@ -409,8 +433,11 @@ def _outdated(args: argparse.Namespace) -> int:
             ],
         )
         by_name = {str(answer.get("name")): answer for answer in answers}
+        signed = _signed_index(registry)
         for patch in patches:
             answer = by_name.get(patch.name, {})
+            if signed is not None:
+                answer = _checked_answer(signed, patch, answer, target.fingerprint)
             latest = answer.get("latest")
             rows.append(
                 {
