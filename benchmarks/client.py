@@ -8,8 +8,9 @@ so the figures measure the client, not a network. Run:
 
 `--outdated-only` skips the 50 MB artifact (its publish, curl and the installs), for quick
 start-up measurements. `--signed` runs `ppatch-registry tuf init` first, so `outdated` also
-refreshes the signed index (tuf.ngclient) and checks every installed patch against it. `outdated_imports_httpx` says whether the `outdated` run loaded httpx
-(it should not: docs/cli.md). `outdated_20_patches_s` runs Python as this shell does; with
+refreshes the signed index (tuf.ngclient) and checks every installed patch against it.
+`outdated_imports_httpx` says whether the `outdated` run loaded httpx (it should not:
+docs/cli.md). `outdated_20_patches_s` runs Python as this shell does; with
 PYTHONDONTWRITEBYTECODE set (`bytecode_cache_disabled`), every run compiles the ppatch sources
 again, which an installed wheel never does, so `outdated_cached_bytecode_s` repeats the
 measurement with a bytecode cache (PYTHONPYCACHEPREFIX in the temporary folder, warmed first).

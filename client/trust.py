@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from patchfmt.atomic import atomic_write_text
 from ppatch import constants
-from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def _update(change: Callable[[dict[str, Any]], None]) -> None:
     with filelock.FileLock(path.with_name(f"{path.name}.lock"), timeout=60):
         data = _load_all()
         change(data)
-        atomic_write_text(path, tomli_w.dumps(data))
+        atomic_write_text(path, tomli_w.dumps(data), mode=None, make_parents=True)
 
 
 def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
