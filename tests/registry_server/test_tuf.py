@@ -83,6 +83,17 @@ class Signed:
 
 
 @pytest.fixture
+def database_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """SQLite only here, for the suite's time: the metadata is the same on either database.
+    tests/registry_server/test_tuf_backends.py runs the storage of versions on both."""
+    import shutil
+
+    path = tmp_path / "registry.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
 def signed(acme: Harness, tmp_path: Path) -> Signed:
     return Signed(acme, tmp_path)
 
@@ -285,3 +296,62 @@ def test_export_is_a_complete_static_mirror(
     snapshot_version = timestamp["meta"]["snapshot.json"]["version"]
     assert (out / "tuf" / f"{snapshot_version}.snapshot.json").exists()
     assert (out / "tuf" / "1.root.json").read_bytes() == signed.get("/tuf/1.root.json")
+
+
+def test_the_export_served_by_a_plain_static_server_is_a_mirror_and_tampering_is_caught(
+    signed: Signed, make_patch: Callable[..., bytes], tmp_path: Path
+) -> None:
+    import functools
+    import shutil
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from registry_server import cli
+    from tests.client.http_servers import serving
+
+    data = make_patch()
+    signed.harness.upload(data)
+    settings = signed.harness.settings
+    out = tmp_path / "mirror"
+    env = {
+        "PPATCH_REGISTRY_HOME": str(settings.home),
+        "PPATCH_REGISTRY_DATABASE_URL": settings.resolved_database_url,
+        "PPATCH_REGISTRY_STORAGE": settings.resolved_storage,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        assert cli.main(["export", str(out)]) == 0
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(out))
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as port:
+        mirror = f"http://127.0.0.1:{port}"
+
+        def updater(folder: str) -> Updater:
+            (tmp_path / folder).mkdir()
+            return Updater(str(tmp_path / folder), f"{mirror}/tuf/", bootstrap=signed.bootstrap)
+
+        # python-tuf's own HTTP fetcher (urllib3) against the static files.
+        client = updater("clean")
+        info = client.get_targetinfo(TARGET)
+        assert info is not None
+        blob = (out / "blobs" / "sha256" / hashlib.sha256(data).hexdigest()).read_bytes()
+        info.verify_length_and_hashes(blob)
+
+        # Tampering on the mirror: another file's bytes under the blob's name are caught by
+        # the signed length and hash ...
+        with pytest.raises(exceptions.LengthOrHashMismatchError):
+            info.verify_length_and_hashes(make_patch(seed=5))
+        # ... and an edited targets file by the snapshot's hash of it.
+        [targets_file] = sorted((out / "tuf").glob("*.targets.json"))[-1:]
+        original = targets_file.read_bytes()
+        targets_file.write_bytes(original.replace(b'"1.0.0"', b'"9.0.0"'))
+        with pytest.raises(exceptions.LengthOrHashMismatchError):
+            updater("tampered").refresh()
+        targets_file.write_bytes(original)
+        shutil.rmtree(out / "tuf")  # a mirror that lost its metadata serves nothing trusted
+        with pytest.raises(exceptions.DownloadError):
+            updater("emptied").refresh()
