@@ -46,6 +46,7 @@ __all__ = [
     "file_sha256",
     "has_blob",
     "installed_patch_paths",
+    "installed_set_path",
     "model_lock",
     "read_installed",
     "remove_stale_downloads",
@@ -227,12 +228,13 @@ def model_lock(fingerprint: str) -> filelock.BaseFileLock:
     )
 
 
-def _state_path(fingerprint: str) -> Path:
+def installed_set_path(fingerprint: str) -> Path:
+    """The file holding a model's installed set (what `ppatch serve` watches for changes)."""
     return constants.models_dir() / f"{_fingerprint_hex(fingerprint)}.json"
 
 
 def read_installed(fingerprint: str) -> InstalledSet:
-    path = _state_path(fingerprint)
+    path = installed_set_path(fingerprint)
     try:
         data: Any = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -259,7 +261,7 @@ def write_installed(state: InstalledSet) -> None:
         "patches": [asdict(patch) for patch in state.patches],
     }
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(_state_path(state.fingerprint), text)
+    atomic_write_text(installed_set_path(state.fingerprint), text)
 
 
 def installed_patch_paths(fingerprint: str) -> list[Path]:

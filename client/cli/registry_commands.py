@@ -298,7 +298,7 @@ def _upgrade(args: argparse.Namespace) -> int:
             )
             pin = resolution.pin
             newer = parse_version(pin.version) > parse_version(current.version)
-            yanked_now = _is_yanked(client, current)
+            yanked_now = install.is_yanked(client, current)
             if not newer and not (yanked_now and pin.version != current.version):
                 actions.append(install.InstallAction(current.name, current.version, "unchanged"))
                 continue
@@ -315,14 +315,6 @@ def _upgrade(args: argparse.Namespace) -> int:
             _apply(client, target, actions, client.base_url)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
-
-
-def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
-    namespace, name = patch.name.split("/", 1)
-    for release in client.get_index(namespace, name).get("releases", []):
-        if release.get("version") == patch.version:
-            return bool(release.get("yanked"))
-    return False
 
 
 def _remove(args: argparse.Namespace) -> int:
