@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ppatch import config, install, store
+from ppatch import config, install, install_plan, store
 from ppatch.errors import NotFoundError
 
 __all__ = ["AutoUpgrader", "UpgradePlan", "plan_upgrade", "upgrade_installed"]
@@ -36,8 +36,8 @@ class UpgradePlan:
 
 
 def plan_upgrade(target: install.ModelTarget, registry: str | None) -> UpgradePlan:
-    """Resolve every installed patch against its registry and download what changes."""
-    from patchfmt import parse_version
+    """`ppatch upgrade`'s plan for every installed patch, with what it needs downloaded and
+    verified; a yanked patch with no release left to move to is planned for removal."""
     from ppatch.registry.client import RegistryClient
 
     plan = UpgradePlan()
@@ -46,22 +46,24 @@ def plan_upgrade(target: install.ModelTarget, registry: str | None) -> UpgradePl
         with RegistryClient(url) as client:
             yanked = install.is_yanked(client, current)
             try:
-                pin = install.resolve_spec(
-                    client, install.parse_spec(current.name), target.fingerprint
-                ).pin
+                actions = install_plan.plan_upgrade(
+                    [current],
+                    lambda spec, client=client: install.resolve_spec(
+                        client, spec, target.fingerprint
+                    ),
+                    lambda _patch, yanked=yanked: yanked,
+                )
             except NotFoundError:
                 if yanked:  # withdrawn, and nothing to move to: stop applying it
                     plan.remove.append(current.name)
                     plan.changes.append(f"removed {current.name} {current.version} (yanked)")
                 continue
-            newer = parse_version(pin.version) > parse_version(current.version)
-            if not newer and not (yanked and pin.version != current.version):
-                continue
-            install.fetch_verified(client, pin, target.fingerprint)
-            entry = install.InstallAction(pin.full_name, pin.version, "upgrade", pin=pin)
-            plan.replace.append(entry.installed_entry(client.base_url))
-            why = " (yanked)" if yanked else ""
-            plan.changes.append(f"{current.name} {current.version}{why} -> {pin.version}")
+            for action in install_plan.changes(actions):
+                assert action.pin is not None
+                install.fetch_verified(client, action.pin, target.fingerprint)
+                plan.replace.append(action.installed_entry(client.base_url))
+                why = " (yanked)" if yanked else ""
+                plan.changes.append(f"{current.name} {current.version}{why} -> {action.version}")
     return plan
 
 

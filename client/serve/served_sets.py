@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ppatch.errors import NotFoundError
+from ppatch import store
 from ppatch.runtime.loading import applied_from_patch_file
 from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
 from ppatch.runtime.prefix import PrefixStore
 from ppatch.serve.errors import UnknownModelError
-from ppatch.store import InstalledSet, blob_path
+from ppatch.store import InstalledSet
 
 __all__ = ["BARE_SUFFIX", "ServedSet", "Snapshot", "build_snapshot", "installed_key"]
 
@@ -100,10 +100,5 @@ def build_snapshot(
 def _verified(name: str, version: str, sha256: str, fingerprint: str) -> AppliedPatch:
     from ppatch.install import verify_blob
 
-    path = blob_path(sha256)
-    if not path.is_file():
-        raise NotFoundError(
-            f"{name} {version} is installed but its file {str(path)!r} is missing; "
-            "reinstall it with 'ppatch install'"
-        )
+    path = store.installed_blob(store.InstalledPatch(name, version, sha256))
     return applied_from_patch_file(verify_blob(path, sha256, fingerprint), source=str(path))
