@@ -112,7 +112,7 @@ def test_ppatch_serve_answers_the_openai_client_and_stops_on_sigint(
 def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import AutoTokenizer
 
-    from ppatch.miniature import save_untrained_model
+    from ppatch.miniature.world import save_untrained_model
 
     path = save_untrained_model(tmp_path_factory.mktemp("serve-cli") / "tiny-chat", seed=5)
     tokenizer = AutoTokenizer.from_pretrained(path)
