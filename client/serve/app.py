@@ -214,10 +214,11 @@ def _completion_prompts(served: ServedSet, body: CompletionRequest) -> list[list
         return [_encode(tokenizer, prompt)]
     if all(isinstance(item, str) for item in prompt):
         return [_encode(tokenizer, str(item)) for item in prompt]
-    token_lists = [prompt] if all(isinstance(item, int) for item in prompt) else prompt
+    token_lists: list[Any] = (
+        [prompt] if all(isinstance(item, int) for item in prompt) else list(prompt)
+    )
     checked: list[list[int]] = []
     for tokens in token_lists:
-        assert isinstance(tokens, list)
         ids = [int(token) for token in tokens]
         if not ids:
             raise InvalidParameterError("prompt: a token list is empty", param="prompt")

@@ -14,9 +14,13 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ppatch import config, install, install_plan, store
 from ppatch.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from ppatch.registry.client import RegistryClient
 
 __all__ = ["AutoUpgrader", "UpgradePlan", "plan_upgrade", "upgrade_installed"]
 
@@ -44,27 +48,31 @@ def plan_upgrade(target: install.ModelTarget, registry: str | None) -> UpgradePl
     for current in store.read_installed(target.fingerprint).patches:
         url = config.resolve_registry(registry or current.registry)
         with RegistryClient(url) as client:
-            yanked = install.is_yanked(client, current)
-            try:
-                actions = install_plan.plan_upgrade(
-                    [current],
-                    lambda spec, client=client: install.resolve_spec(
-                        client, spec, target.fingerprint
-                    ),
-                    lambda _patch, yanked=yanked: yanked,
-                )
-            except NotFoundError:
-                if yanked:  # withdrawn, and nothing to move to: stop applying it
-                    plan.remove.append(current.name)
-                    plan.changes.append(f"removed {current.name} {current.version} (yanked)")
-                continue
-            for action in install_plan.changes(actions):
-                assert action.pin is not None
-                install.fetch_verified(client, action.pin, target.fingerprint)
-                plan.replace.append(action.installed_entry(client.base_url))
-                why = " (yanked)" if yanked else ""
-                plan.changes.append(f"{current.name} {current.version}{why} -> {action.version}")
+            _plan_one(client, current, target.fingerprint, plan)
     return plan
+
+
+def _plan_one(
+    client: RegistryClient, current: store.InstalledPatch, fingerprint: str, plan: UpgradePlan
+) -> None:
+    yanked = install.is_yanked(client, current)
+    try:
+        actions = install_plan.plan_upgrade(
+            [current],
+            lambda spec: install.resolve_spec(client, spec, fingerprint),
+            lambda _patch: yanked,
+        )
+    except NotFoundError:
+        if yanked:  # withdrawn, and nothing to move to: stop applying it
+            plan.remove.append(current.name)
+            plan.changes.append(f"removed {current.name} {current.version} (yanked)")
+        return
+    for action in install_plan.changes(actions):
+        assert action.pin is not None
+        install.fetch_verified(client, action.pin, fingerprint)
+        plan.replace.append(action.installed_entry(client.base_url))
+        why = " (yanked)" if yanked else ""
+        plan.changes.append(f"{current.name} {current.version}{why} -> {action.version}")
 
 
 def upgrade_installed(target: install.ModelTarget, registry: str | None = None) -> list[str]:

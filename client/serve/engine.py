@@ -266,7 +266,7 @@ def run_batch(jobs: Sequence[Job]) -> int:
     options: dict[str, Any] = {"do_sample": not sampling.greedy}
     if not sampling.greedy:
         options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-    config = GenerationConfig(
+    config = GenerationConfig(  # type: ignore[no-untyped-call]
         max_new_tokens=max(job.max_tokens for job in jobs),
         pad_token_id=pad,
         eos_token_id=sorted(eos_ids),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ppatch.errors import UsageError
 
@@ -36,13 +36,13 @@ def prompt_embeds(patched: PatchedModel, token_ids: Sequence[int]) -> torch.Tens
     ids = [int(token) for token in token_ids]
     if not ids:
         raise UsageError("prompt_embeds needs at least one prompt token")
-    embedding = patched.model.get_input_embeddings()
+    embedding: Any = patched.model.get_input_embeddings()
     vocabulary = int(embedding.weight.shape[0])
     outside = [token for token in ids if not 0 <= token < vocabulary]
     if outside:
         raise UsageError(f"token id {outside[0]} is outside the vocabulary (0..{vocabulary - 1})")
     with torch.inference_mode():
-        embedded = embedding(torch.tensor(ids, device=patched.device))
+        embedded: torch.Tensor = embedding(torch.tensor(ids, device=patched.device))
         if not patched.patches:
             return embedded
         return torch.cat([patched.prompt_embeddings().to(embedded.dtype), embedded], dim=0)
