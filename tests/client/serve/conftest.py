@@ -49,8 +49,8 @@ def serve_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ppatch.miniature.world import save_untrained_model
     from ppatch.miniature.lm import ModelShape
+    from ppatch.miniature.world import save_untrained_model
 
     shape = ModelShape(hidden_size=32, layers=2, heads=4, intermediate_size=64, max_positions=128)
     path = save_untrained_model(tmp_path_factory.mktemp("serve") / "tiny-chat", shape=shape, seed=3)
