@@ -117,7 +117,9 @@ class InstalledSetWatcher:
         self.path = store.installed_set_path(fingerprint)
         self.on_change = on_change
         self.interval = interval
-        self._seen = file_signature(self.path)
+        # Unknown at first: the first poll compares the file with the served snapshot, so a
+        # change made while the server was loading is not missed.
+        self._seen: FileSignature | bool | None = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
