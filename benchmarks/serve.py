@@ -18,7 +18,8 @@ saved once as a plain Hugging Face folder under --cache-dir (ppatch needs a fold
 any folder given with --model. The patch: 50 virtual tokens initialised from the embeddings of a
 safety instruction (the paper's init-text), installed in a temporary PPATCH_HOME.
 
-    .venv/bin/python benchmarks/serve.py                      # ~15 min on 2 shared cores
+    .venv/bin/python benchmarks/serve.py --threads 1 --requests-per-client 1 --max-tokens 32
+                                    # 25 min on 2 heavily shared cores (docs/serve.md)
     .venv/bin/python benchmarks/serve.py --device cuda
 
 Prints a Markdown table and writes JSON to benchmarks/results/.
