@@ -212,20 +212,12 @@ def _upgrade(args: argparse.Namespace) -> int:
         actions = install_plan.plan_upgrade(
             [patch for patch in chosen if patch is not None],
             lambda spec: install.resolve_spec(client, spec, target.fingerprint),
-            lambda patch: _is_yanked(client, patch),
+            lambda patch: install.is_yanked(client, patch),
         )
         if not args.dry_run:
             install.carry_out(client, target, actions, client.base_url)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
-
-
-def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
-    namespace, name = patch.name.split("/", 1)
-    for release in client.get_index(namespace, name).get("releases", []):
-        if release.get("version") == patch.version:
-            return bool(release.get("yanked"))
-    return False
 
 
 def _remove(args: argparse.Namespace) -> int:
