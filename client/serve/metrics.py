@@ -41,11 +41,13 @@ class ServeMetrics:
         )
         self.batch_rows = Histogram(
             "ppatch_serve_batch_rows",
-            "Rows (choices) per batch the model ran",
+            "Rows (choices) in a running batch after each admission of new requests",
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
 
-    def observe_batch(self, rows: int, tokens: int) -> None:
+    def observe_batch(self, rows: int) -> None:
         self.batch_rows.observe(rows)
+
+    def count_tokens(self, tokens: int) -> None:
         self.tokens.inc(tokens)

@@ -53,6 +53,7 @@ class ModelServer:
             window_seconds=options.window_seconds,
             max_batch_rows=options.max_batch_rows,
             on_batch=self.metrics.observe_batch,
+            on_tokens=self.metrics.count_tokens,
         )
         self.watcher = InstalledSetWatcher(
             target.fingerprint, self.state.reload, interval=options.watch_seconds

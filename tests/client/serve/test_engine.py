@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from ppatch.serve.engine import Delta, Event, Finished, Job, RowTracker, Sampling, _Row
+from ppatch.serve.engine import RowTracker
+from ppatch.serve.jobs import Delta, Event, Finished, Job, Row
+from ppatch.serve.sampling import Sampling
 
 
 class LetterTokenizer:
@@ -22,7 +24,7 @@ def run_row(tokens: list[int], *, stop: tuple[str, ...] = (), max_tokens: int = 
     events: list[Event] = []
     job = Job(served=None, prompts=[[1]], max_tokens=max_tokens, stop=stop,  # type: ignore[arg-type]
               sampling=Sampling(), emit=events.append)  # fmt: skip
-    row = _Row(job, 0, LetterTokenizer(), frozenset({0}))
+    row = Row(job, 0, LetterTokenizer(), frozenset({0}))
     for token in tokens:
         if row.finished:
             break
@@ -66,7 +68,7 @@ def test_a_cancelled_job_ends_its_rows_without_events() -> None:
     events: list[Event] = []
     job = Job(served=None, prompts=[[1], [1]], max_tokens=5, stop=(),  # type: ignore[arg-type]
               sampling=Sampling(), emit=events.append)  # fmt: skip
-    rows = [_Row(job, index, LetterTokenizer(), frozenset({0})) for index in range(2)]
+    rows = [Row(job, index, LetterTokenizer(), frozenset({0})) for index in range(2)]
     tracker = RowTracker(rows)
     torch = pytest.importorskip("torch")
     assert tracker(torch.tensor([[1, 2], [1, 3]]), None).tolist() == [False, False]
@@ -76,18 +78,48 @@ def test_a_cancelled_job_ends_its_rows_without_events() -> None:
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "together"),
+    ("a", "b"),
     [
-        (Sampling(0.0, 1.0), Sampling(0.0, 1.0), True),
-        (Sampling(0.7, 0.9), Sampling(0.7, 0.9), True),
-        (Sampling(0.7, 0.9), Sampling(0.7, 1.0), False),
-        (Sampling(0.7, 1.0, seed=3), Sampling(0.7, 1.0, seed=3), False),
+        (Sampling(0.0, 1.0), Sampling(0.0, 1.0)),
+        (Sampling(0.7, 0.9), Sampling(0.0, 1.0)),
+        (Sampling(0.7, 0.9, seed=3), Sampling(0.7, 1.0, seed=4)),
     ],
 )
-def test_jobs_share_a_batch_only_with_the_same_set_and_sampling(
-    a: Sampling, b: Sampling, together: bool
+def test_jobs_share_a_batch_whatever_their_sampling_but_only_with_the_same_set(
+    a: Sampling, b: Sampling
 ) -> None:
-    served: Any = type("Served", (), {"patched": object()})()
-    jobs = [Job(served=served, prompts=[[1]], max_tokens=1, stop=(), sampling=sampling,
+    sets: list[Any] = [type("Served", (), {"patched": object()})() for _ in range(2)]
+    same = [Job(served=sets[0], prompts=[[1]], max_tokens=1, stop=(), sampling=sampling,
                 emit=lambda event: None) for sampling in (a, b)]  # fmt: skip
-    assert (jobs[0].group_key() == jobs[1].group_key()) is together
+    other = Job(served=sets[1], prompts=[[1]], max_tokens=1, stop=(), sampling=a,
+                emit=lambda event: None)  # fmt: skip
+    assert same[0].batch_key() == same[1].batch_key()
+    assert other.batch_key() != same[0].batch_key()
+
+
+def test_a_model_whose_cache_cannot_be_joined_row_by_row_is_served_through_generate(
+    start_server: Any, serve_model_dir: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ppatch.serve import engine
+    from tests.client.serve.test_openai_client import library_completion
+
+    monkeypatch.setattr(engine, "supports_running_batches", lambda model: False)
+    monkeypatch.setattr(engine.RunningBatch, "admit", None)  # never used for such a model
+    live = start_server()
+    client = live.openai()
+    tokenizer = live.server.state.tokenizer
+    prompts = ["the cat sat on", "a dog ran to the"]
+
+    def ask(prompt: str) -> str:
+        answer = client.completions.create(
+            model=serve_model_dir.name, prompt=prompt, max_tokens=5, temperature=0
+        )
+        return str(answer.choices[0].text)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(ask, prompts))
+    expected = [library_completion(serve_model_dir, tokenizer(p)["input_ids"], 5) for p in prompts]
+    assert answers == expected
+    assert live.metric("ppatch_serve_generated_tokens_total") >= 2

@@ -148,18 +148,18 @@ def test_a_model_without_a_chat_template_refuses_chat_but_completes(
 def test_a_failing_batch_answers_500_in_the_error_shape_and_the_server_goes_on(
     live: LiveServer, serve_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ppatch.serve import engine
+    from ppatch.serve.running_batch import RunningBatch
 
-    real = engine.run_batch
+    real = RunningBatch.step
     calls = {"count": 0}
 
-    def fail_once(jobs: Any) -> int:
+    def fail_once(batch: RunningBatch) -> int:
         calls["count"] += 1
         if calls["count"] == 1:
             raise RuntimeError("out of memory\nwhile decoding")
-        return real(jobs)
+        return real(batch)
 
-    monkeypatch.setattr(engine, "run_batch", fail_once)
+    monkeypatch.setattr(RunningBatch, "step", fail_once)
     request = {"model": serve_model_dir.name, "prompt": "the cat", "max_tokens": 2}
     response = post(live, "/completions", request)
     assert response.status_code == 500

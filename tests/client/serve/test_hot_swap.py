@@ -72,7 +72,7 @@ def test_a_request_in_flight_finishes_on_the_set_it_started_with(
     start_server: Any, serve_model_dir: Path, serve_fingerprint: str, hidden_size: int,
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    from ppatch.serve import engine
+    from ppatch.serve.running_batch import RunningBatch
 
     old = patch_bytes("acme/first", "1.0.0", serve_fingerprint, hidden_size, seed=1)
     new = patch_bytes("acme/first", "1.1.0", serve_fingerprint, hidden_size, seed=5)
@@ -82,14 +82,14 @@ def test_a_request_in_flight_finishes_on_the_set_it_started_with(
     expected_old = complete(live, model, max_tokens=12)
 
     entered, release = threading.Event(), threading.Event()
-    real = engine.run_batch
+    real = RunningBatch.step
 
-    def held(jobs: Any) -> int:
+    def held(batch: RunningBatch) -> int:  # the request is admitted: its first step waits
         entered.set()
         release.wait(timeout=60)
-        return real(jobs)
+        return real(batch)
 
-    monkeypatch.setattr(engine, "run_batch", held)
+    monkeypatch.setattr(RunningBatch, "step", held)
     results: list[tuple[str, str]] = []
     in_flight = threading.Thread(target=lambda: results.append(complete(live, model, 12)))
     in_flight.start()
@@ -98,7 +98,7 @@ def test_a_request_in_flight_finishes_on_the_set_it_started_with(
     live.wait_for(lambda: served_header(live) == "acme/first@1.1.0", "the upgrade to be served")
     release.set()
     in_flight.join(timeout=60)
-    monkeypatch.setattr(engine, "run_batch", real)
+    monkeypatch.setattr(RunningBatch, "step", real)
     assert results == [expected_old]
     header, text = complete(live, model, max_tokens=12)
     assert header == "acme/first@1.1.0"
