@@ -5,10 +5,10 @@ the real model of shared/DATA.md, with one installed 50-token patch. Clients are
 send chat completions over HTTP, each waiting for its answer before sending the next, at 1, 8
 and 32 concurrent clients. For every level the same requests go to the patched set (the default
 `model` id) and to the bare model (`MODEL:bare`) of the same server, in alternating rounds so
-that drift on a shared machine hits both alike. Then, at 8 clients, the same server with
-batching switched off (one request at a time: `max_batch_rows=1`) gives the baseline for the
-batching target. Targets: patched >= 0.95x the bare model's throughput; batching >= 3x one at a
-time at 8 clients.
+that drift on a shared machine hits both alike. Then, at 8 clients, rounds batched and with
+batching switched off (one request at a time: `max_batch_rows=1`), alternating in the same way,
+give the batching target's ratio. Targets: patched >= 0.95x the bare model's throughput;
+batching >= 3x one at a time at 8 clients.
 
 Throughput is completion tokens (from each answer's `usage`) over the round's wall time; latency
 is per request, send to last byte. Decoding is greedy, so every round does the same work.
@@ -279,23 +279,30 @@ def main(argv: list[str] | None = None) -> int:
                             f"  {variant:>9} x{clients}: {rounds[-1].tokens_per_second:.1f} tok/s",
                             file=sys.stderr,
                         )
-            server.engine.max_batch_rows = 1  # one request at a time, same server and model
+            # The batching baseline: the same 8 clients, batched and one request at a time
+            # (`max_batch_rows=1`, same server and model), in alternating paired rounds, so
+            # that the machine's load drifting during the run hits both alike.
             unbatched = args.unbatched_clients
-            for _ in range(args.rounds):
-                rounds.append(
-                    run_round(
-                        url,
-                        ids["patched"],
-                        "unbatched",
-                        unbatched,
-                        args.requests_per_client,
-                        args.max_tokens,
+            for repetition in range(args.rounds):
+                order = (
+                    ["batched", "unbatched"] if repetition % 2 == 0 else ["unbatched", "batched"]
+                )
+                for variant in order:
+                    server.engine.max_batch_rows = 1 if variant == "unbatched" else args.max_batch
+                    rounds.append(
+                        run_round(
+                            url,
+                            ids["patched"],
+                            variant,
+                            unbatched,
+                            args.requests_per_client,
+                            args.max_tokens,
+                        )
                     )
-                )
-                print(
-                    f"  unbatched x{unbatched}: {rounds[-1].tokens_per_second:.1f} tok/s",
-                    file=sys.stderr,
-                )
+                    print(
+                        f"  {variant:>9} x{unbatched}: {rounds[-1].tokens_per_second:.1f} tok/s",
+                        file=sys.stderr,
+                    )
         finally:
             web.should_exit = True
     table = {
@@ -303,17 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         for clients in levels
     }
     baseline = summarise(rounds, "unbatched", args.unbatched_clients)
+    paired = summarise(rounds, "batched", args.unbatched_clients)
     ratios = {
         clients: cells["patched"]["tokens_per_second"] / cells["bare"]["tokens_per_second"]
         for clients, cells in table.items()
     }
-    batching = (
-        table[args.unbatched_clients]["patched"]["tokens_per_second"]
-        / baseline["tokens_per_second"]
-        if args.unbatched_clients in table
-        else None
-    )
-    print_table(table, ratios, baseline, batching, args)
+    batching = paired["tokens_per_second"] / baseline["tokens_per_second"]
+    print_table(table, ratios, paired, baseline, batching, args)
     document = {
         "benchmark": "serve",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -328,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "levels": {str(clients): cells for clients, cells in table.items()},
         "patched_over_bare": {str(clients): ratio for clients, ratio in ratios.items()},
         "unbatched": baseline,
+        "batched_paired": paired,
         "batching_speedup": batching,
         "rounds": [asdict(r) for r in rounds],
     }
@@ -343,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(
     table: dict[int, dict[str, dict[str, float]]],
     ratios: dict[int, float],
+    paired: dict[str, float],
     baseline: dict[str, float],
-    batching: float | None,
+    batching: float,
     args: argparse.Namespace,
 ) -> None:
     print("| clients | variant | tokens/s | latency p50 (s) | latency p95 (s) | tokens/answer |")
@@ -356,21 +361,21 @@ def print_table(
                 f"{cell['latency_p50_s']:.2f} | {cell['latency_p95_s']:.2f} | "
                 f"{cell['mean_completion_tokens']:.1f} |"
             )
-    print(
-        f"| {args.unbatched_clients} | patched, one at a time | "
-        f"{baseline['tokens_per_second']:.1f} | {baseline['latency_p50_s']:.2f} | "
-        f"{baseline['latency_p95_s']:.2f} | {baseline['mean_completion_tokens']:.1f} |"
-    )
+    for label, cell in (("batched, paired", paired), ("one at a time, paired", baseline)):
+        print(
+            f"| {args.unbatched_clients} | patched, {label} | "
+            f"{cell['tokens_per_second']:.1f} | {cell['latency_p50_s']:.2f} | "
+            f"{cell['latency_p95_s']:.2f} | {cell['mean_completion_tokens']:.1f} |"
+        )
     print()
     for clients, ratio in ratios.items():
         verdict = "met" if ratio >= 0.95 else "not met"
         print(f"patched / bare at {clients} clients: {ratio:.3f}x (target >= 0.95: {verdict})")
-    if batching is not None:
-        verdict = "met" if batching >= 3 else "not met"
-        print(
-            f"batched / one at a time at {args.unbatched_clients} clients: {batching:.2f}x "
-            f"(target >= 3: {verdict})"
-        )
+    verdict = "met" if batching >= 3 else "not met"
+    print(
+        f"batched / one at a time at {args.unbatched_clients} clients (paired rounds): "
+        f"{batching:.2f}x (target >= 3: {verdict})"
+    )
 
 
 if __name__ == "__main__":

@@ -133,9 +133,9 @@ def register(subparsers: Any) -> None:
         "--batch-window-ms",
         type=float,
         default=5.0,
-        help="how long the scheduler waits for more requests to batch (default 5)",
+        help="how long an idle server waits for more requests to start with the first (default 5)",
     )
     serve.add_argument(
-        "--max-batch", type=_port, default=32, help="most rows in one batch (default 32)"
+        "--max-batch", type=_port, default=32, help="most rows in one running batch (default 32)"
     )
     serve.set_defaults(handler=_serve)
