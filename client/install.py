@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch import constants, store
+from ppatch import constants, store, verbosity
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 from ppatch.progress import deferred_progress, progress
 from ppatch.registry.errors import RegistryNotFoundError
@@ -106,6 +105,7 @@ def model_target(model: str) -> ModelTarget:
         fingerprint = fingerprint_model(
             path, cache_dir=constants.fingerprint_cache_dir(), progress=advance
         )
+    verbosity.detail(f"model {path} has fingerprint {fingerprint}")
     return ModelTarget(path=path, fingerprint=fingerprint)
 
 
@@ -261,4 +261,4 @@ def record(
 
 def warn(messages: Sequence[str]) -> None:
     for message in messages:
-        print(f"ppatch: warning: {message}", file=sys.stderr)
+        verbosity.warn(message)

@@ -9,7 +9,6 @@ which says how to accept the change on purpose (`ppatch trust NS`). `ppatch trus
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from ppatch import constants
+from ppatch import constants, verbosity
 from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 
@@ -133,10 +132,9 @@ def ensure_trusted(client: RegistryClient, namespace: str, key_id: str) -> PemBy
     pinned = pinned_keys(registry, namespace)
     if pinned is None:
         pinned = trust_from_registry(client, namespace)
-        print(
+        verbosity.note(
             f"ppatch: pinned {len(pinned)} key(s) for namespace {namespace!r} on {registry}: "
-            f"{', '.join(sorted(pinned))}",
-            file=sys.stderr,
+            f"{', '.join(sorted(pinned))}"
         )
     if key_id not in pinned:
         raise KeyChangedError(registry, namespace, key_id, sorted(pinned))

@@ -9,7 +9,15 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, func, select
 
 from registry_server import __version__, pages
-from registry_server.api.routes import blobs, health, namespaces, packages, search, updates
+from registry_server.api.routes import (
+    blobs,
+    health,
+    namespaces,
+    packages,
+    search,
+    tokens,
+    updates,
+)
 from registry_server.config import Settings
 from registry_server.context import Registry
 from registry_server.db import create_registry_engine, session_factory
@@ -75,6 +83,7 @@ def create_app(
         namespaces.router,
         search.router,
         updates.router,
+        tokens.router,
         blobs.router,
         health.router,
         pages.router,

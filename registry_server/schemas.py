@@ -25,6 +25,7 @@ __all__ = [
     "SearchOut",
     "SearchResult",
     "TokenIn",
+    "TokenInfo",
     "TokenOut",
     "TokenRevoked",
     "UpdateResult",
@@ -178,6 +179,12 @@ class TokenOut(BaseModel):
     namespace: str
     scope: str
     token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokenInfo(BaseModel):
+    token_id: str
+    namespace: str
+    scope: str
 
 
 class TokenRevoked(BaseModel):

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch import config, install, lockfile, store
+from ppatch import config, install, lockfile, store, verbosity
 from ppatch.atomic import atomic_write_text
 from ppatch.errors import (
     ExitCode,
@@ -50,6 +50,7 @@ def _client(registry: str | None, *, with_token: bool = False) -> Iterator[Regis
         raise PermissionDeniedError(
             f"no token for {url}: run 'ppatch login --registry {url}' or set PPATCH_TOKEN"
         )
+    verbosity.detail(f"registry {url}" + (" (with a token)" if token else ""))
     with RegistryClient(url, token=token) as client:
         yield client
 
@@ -89,7 +90,7 @@ def _search(args: argparse.Namespace) -> int:
         _print_json({"results": results})
         return int(ExitCode.OK)
     if not results:
-        print("no packages found", file=sys.stderr)
+        verbosity.note("no packages found")
     for item in results:
         latest = item.get("latest_version") or "-"
         print(
@@ -173,6 +174,7 @@ def _install(args: argparse.Namespace) -> int:
     if args.requirements:
         return _install_lockfile(args)
     specs = [install.parse_spec(text) for text in args.specs]  # every spec checked up front
+    _refuse_duplicates([f"{s.namespace}/{s.name}" if s.namespace else s.name for s in specs])
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     actions: list[install.InstallAction] = []
@@ -204,6 +206,18 @@ def _install(args: argparse.Namespace) -> int:
             _apply(client, target, actions, client.base_url)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
+
+
+def _refuse_duplicates(names: list[str]) -> None:
+    """One package twice in one command (`a@1.2.1 a@1.2.0`) has no meaning: which one wins
+    would depend on the order, so it is a usage error before anything is resolved."""
+    from collections import Counter
+
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise UsageError(
+            f"{', '.join(repeated)} given more than once: name each package once per command"
+        )
 
 
 def _install_lockfile(args: argparse.Namespace) -> int:
@@ -281,6 +295,8 @@ def _upgrade(args: argparse.Namespace) -> int:
 
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
+    if not state.patches:
+        verbosity.note(f"no patches installed on {target.path}; nothing to upgrade")
     chosen = (
         [install.find_installed(state, name) for name in args.names]
         if args.names
@@ -363,7 +379,7 @@ def _list(args: argparse.Namespace) -> int:
         )
         return int(ExitCode.OK)
     if not state.patches:
-        print(f"no patches installed on {target.path}", file=sys.stderr)
+        verbosity.note(f"no patches installed on {target.path}")
     for patch in state.patches:
         print(f"{patch.name} {patch.version}")
     return int(ExitCode.OK)
@@ -394,6 +410,8 @@ def _outdated(args: argparse.Namespace) -> int:
 
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
+    if not state.patches:
+        verbosity.note(f"no patches installed on {target.path}; nothing to check")
     by_registry: dict[str, list[store.InstalledPatch]] = {}
     for patch in state.patches:
         registry = config.resolve_registry(args.registry or patch.registry)
@@ -462,16 +480,46 @@ def _publish(args: argparse.Namespace) -> int:
 
         raise SignatureError(
             f"{str(path)!r} is not signed; registries accept only signed patches "
-            "(pack it with 'ppatch pack --key KEY')"
+            "(sign it with 'ppatch sign FILE --key KEY')"
         )
     namespace, name = patch.manifest.name.split("/", 1)
     with _client(args.registry, with_token=True) as client:
         answer = client.publish(namespace, name, path.name, data)
+        registry = client.base_url
+    created = bool(answer.get("created", True))
+    if args.json:
+        _print_json(
+            {
+                "name": answer.get("name"),
+                "version": answer.get("version"),
+                "fingerprint": answer.get("fingerprint"),
+                "sha256": answer.get("sha256"),
+                "size": answer.get("size"),
+                "url": answer.get("url"),
+                "registry": registry,
+                "created": created,
+            }
+        )
+        return int(ExitCode.OK)
+    what = "published" if created else "already published (identical bytes; nothing changed):"
     print(
-        f"published {answer.get('name')} {answer.get('version')} "
+        f"{what} {answer.get('name')} {answer.get('version')} "
         f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
     )
     return int(ExitCode.OK)
+
+
+def _release_state(
+    client: RegistryClient, namespace: str, name: str, version: str
+) -> dict[str, Any] | None:
+    """The index's entry for one release, or None when the registry does not list it."""
+    from patchfmt import parse_version
+
+    wanted = parse_version(version)
+    for release in client.get_index(namespace, name).get("releases", []):
+        if parse_version(str(release.get("version"))) == wanted:
+            return dict(release)
+    return None
 
 
 def _yank(args: argparse.Namespace, *, yanked: bool) -> int:
@@ -479,24 +527,73 @@ def _yank(args: argparse.Namespace, *, yanked: bool) -> int:
     if yanked and not args.reason.strip():
         raise UsageError("--reason must not be empty: say why users should move off this release")
     with _client(args.registry, with_token=True) as client:
-        client.set_yanked(
-            namespace, name, version, yanked=yanked, reason=args.reason if yanked else None
+        before = _release_state(client, namespace, name, version)
+        was_yanked = bool(before and before.get("yanked"))
+        if before is not None and not yanked and not was_yanked:
+            # Unyanking what was never yanked: nothing to do, and saying "unyanked" would
+            # suggest it had been withdrawn.
+            changed = False
+            answer: dict[str, Any] = {"name": f"{namespace}/{name}", "version": version}
+        else:
+            answer = client.set_yanked(
+                namespace, name, version, yanked=yanked, reason=args.reason if yanked else None
+            )
+            changed = was_yanked != yanked or (
+                yanked and before is not None and before.get("yanked_reason") != args.reason
+            )
+    full, exact = str(answer.get("name")), str(answer.get("version"))
+    if args.json:
+        _print_json(
+            {
+                "name": full,
+                "version": exact,
+                "yanked": yanked,
+                "yanked_reason": args.reason if yanked else None,
+                "changed": changed,
+            }
         )
-    print(f"{'yanked' if yanked else 'unyanked'} {namespace}/{name} {version}")
+        return int(ExitCode.OK)
+    if not yanked and not changed:
+        print(f"{full} {exact} was not yanked; nothing changed")
+    elif yanked and was_yanked:
+        print(f"{full} {exact} was already yanked; reason now: {args.reason}")
+    else:
+        print(f"{'yanked' if yanked else 'unyanked'} {full} {exact}")
     return int(ExitCode.OK)
 
 
 def _login(args: argparse.Namespace) -> int:
+    from patchfmt.tokens import looks_like_token
+
     url = config.resolve_registry(args.registry)
     token = args.token
     if token is None:
         token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
-    config.save_token(url, token.strip())
+    token = token.strip()
+    if not looks_like_token(token):
+        shown = token if len(token) <= 12 else token[:8] + "..."
+        raise UsageError(
+            f"{shown!r} is not a registry token: tokens look like 'ppr_<16 hex>_<43 characters>', "
+            "as printed by 'ppatch-registry token create'"
+        )
+    identity = None
+    if args.check:
+        from ppatch.registry.client import RegistryClient
+
+        with RegistryClient(url, token=token) as client:
+            identity = client.token_info()
+    config.save_token(url, token)
     settings = config.load_config()
     if settings.default_registry is None:
         settings.default_registry = url
         config.save_config(settings)
-    print(f"token saved for {url}")
+    if identity is not None:
+        print(
+            f"token saved for {url} (checked: namespace {identity.get('namespace')!r}, "
+            f"scope {identity.get('scope')!r})"
+        )
+    else:
+        print(f"token saved for {url} (not checked; 'ppatch login --check' asks the registry)")
     return int(ExitCode.OK)
 
 
@@ -609,21 +706,29 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("publish", help="upload a signed .ppatch file")
     parser.add_argument("file", metavar="FILE")
     _registry_option(parser)
+    _json_option(parser)
     parser.set_defaults(handler=_publish)
 
     parser = subparsers.add_parser("yank", help="mark a release as withdrawn")
     parser.add_argument("release", metavar="NS/NAME@VERSION")
     parser.add_argument("--reason", required=True, help="why users should move off it")
     _registry_option(parser)
+    _json_option(parser)
     parser.set_defaults(handler=lambda args: _yank(args, yanked=True))
 
     parser = subparsers.add_parser("unyank", help="undo a yank")
     parser.add_argument("release", metavar="NS/NAME@VERSION")
     _registry_option(parser)
+    _json_option(parser)
     parser.set_defaults(handler=lambda args: _yank(args, yanked=False))
 
     parser = subparsers.add_parser("login", help="store a token for a registry")
     parser.add_argument("--token", help="the token (default: read from the terminal or stdin)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="ask the registry whether the token is valid before saving it",
+    )
     _registry_option(parser)
     parser.set_defaults(handler=_login)
 

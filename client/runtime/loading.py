@@ -18,6 +18,7 @@ from patchfmt import (
     PatchFile,
     check_fingerprint,
     fingerprint_model,
+    model_config_file,
     parse_version,
     read_patch,
     resolve_model_path,
@@ -62,6 +63,7 @@ def load_model(
     torch_dtype = parse_dtype(dtype)
     torch_device = parse_device(device)
     path = resolve_model_path(os.fspath(model))
+    model_config_file(path)  # transformers' own error for a missing config.json misleads
     fingerprint = fingerprint_model(path)
     applied = resolve_patches(patches, fingerprint)
 
