@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch import constants, store, verbosity
+from ppatch import store, verbosity
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 from ppatch.progress import deferred_progress, progress
 from ppatch.registry.errors import RegistryNotFoundError
@@ -96,14 +96,13 @@ class InstallAction:
 
 def model_target(model: str) -> ModelTarget:
     """Find MODEL (a directory or a cached repo id) and its fingerprint (cached by patchfmt)."""
-    from patchfmt import fingerprint_model, resolve_model_path
+    from patchfmt import resolve_model_path
+    from ppatch.fingerprints import model_fingerprint
 
     path = resolve_model_path(model)
     # Deferred: a cached fingerprint never advances the bar, so rich is not even imported.
     with deferred_progress(f"fingerprinting {path.name}", None, unit="bytes") as advance:
-        fingerprint = fingerprint_model(
-            path, cache_dir=constants.fingerprint_cache_dir(), progress=advance
-        )
+        fingerprint = model_fingerprint(path, progress=advance)
     verbosity.detail(f"model {path} has fingerprint {fingerprint}")
     return ModelTarget(path=path, fingerprint=fingerprint)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import patchfmt
-from ppatch import constants
 from ppatch.errors import ConflictError, NotFoundError
+from ppatch.fingerprints import model_fingerprint
 from ppatch.output_paths import check_parent_creatable
 from ppatch.progress import progress
 
@@ -159,9 +159,7 @@ def _fingerprint_with_bar(model: str) -> _Fingerprinted:
     files = patchfmt.model_weight_files(path)
     size = sum(file.stat().st_size for file in files)
     with progress("Fingerprinting", size, unit="bytes") as advance:
-        fingerprint = patchfmt.fingerprint_model(
-            path, cache_dir=constants.fingerprint_cache_dir(), progress=advance
-        )
+        fingerprint = model_fingerprint(path, progress=advance)
     return _Fingerprinted(path=path, files=files, size=size, fingerprint=fingerprint)
 
 
