@@ -307,8 +307,8 @@ def run_fingerprint(args: argparse.Namespace) -> int:
     result = _fingerprint_with_bar(args.model)
     if args.json:
         described = {
-            "model": args.model,
-            "path": str(result.path),
+            "model": str(result.path),
+            "model_input": args.model,
             "fingerprint": result.fingerprint,
             "files": [file.name for file in result.files],
             "size": result.size,

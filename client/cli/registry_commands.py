@@ -82,12 +82,21 @@ def _split_name(text: str) -> tuple[str, str]:
 # -- search and info -----------------------------------------------------------------------
 
 
+def _full_name(document: dict[str, Any]) -> dict[str, Any]:
+    """The registry's `namespace` + `name` as the CLI's one spelling of a package name,
+    `name: "ns/name"` (docs/cli.md, "JSON vocabulary"); `namespace` stays for filtering."""
+    namespace, name = document.get("namespace"), document.get("name")
+    if namespace and name and "/" not in str(name):
+        return {**document, "name": f"{namespace}/{name}"}
+    return document
+
+
 def _search(args: argparse.Namespace) -> int:
     fingerprint = install.model_target(args.model).fingerprint if args.model else None
     with _client(args.registry) as client:
         results = client.search(args.query, domain=args.domain, fingerprint=fingerprint)
     if args.json:
-        _print_json({"results": results})
+        _print_json({"packages": [_full_name(item) for item in results]})
         return int(ExitCode.OK)
     if not results:
         verbosity.note("no packages found")
@@ -105,7 +114,7 @@ def _info(args: argparse.Namespace) -> int:
     with _client(args.registry) as client:
         index = client.get_index(namespace, name)
     if args.json:
-        _print_json(index)
+        _print_json(_full_name(index))
         return int(ExitCode.OK)
     print(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]")
     if index.get("summary"):
@@ -126,9 +135,22 @@ def _info(args: argparse.Namespace) -> int:
 # -- install, upgrade, remove --------------------------------------------------------------
 
 
-def _report(actions: list[install.InstallAction], *, dry_run: bool, as_json: bool) -> None:
+def _report(
+    target: install.ModelTarget,
+    actions: list[install.InstallAction],
+    *,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     if as_json:
-        _print_json({"dry_run": dry_run, "packages": [action.as_json() for action in actions]})
+        _print_json(
+            {
+                "dry_run": dry_run,
+                "model": str(target.path),
+                "fingerprint": target.fingerprint,
+                "packages": [action.as_json() for action in actions],
+            }
+        )
         return
     for action in actions:
         if action.action == "unchanged":
@@ -204,7 +226,7 @@ def _install(args: argparse.Namespace) -> int:
             )
         if not args.dry_run:
             _apply(client, target, actions, client.base_url)
-    _report(actions, dry_run=args.dry_run, as_json=args.json)
+    _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
@@ -286,7 +308,7 @@ def _install_lockfile(args: argparse.Namespace) -> int:
             client.close()
     if not args.dry_run and to_record:
         install.record(target, to_record)
-    _report(actions, dry_run=args.dry_run, as_json=args.json)
+    _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
@@ -329,7 +351,7 @@ def _upgrade(args: argparse.Namespace) -> int:
             )
         if not args.dry_run:
             _apply(client, target, actions, client.base_url)
-    _report(actions, dry_run=args.dry_run, as_json=args.json)
+    _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
@@ -365,7 +387,7 @@ def _list(args: argparse.Namespace) -> int:
             {
                 "model": str(target.path),
                 "fingerprint": target.fingerprint,
-                "patches": [
+                "packages": [
                     {
                         "name": patch.name,
                         "version": patch.version,

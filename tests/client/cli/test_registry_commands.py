@@ -28,7 +28,7 @@ def use_registry(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registr
 def installed(ppatch: Any, model: Path) -> list[tuple[str, str]]:
     result = ppatch("list", "--model", model, "--json")
     assert result.code == 0, result.err
-    return [(p["name"], p["version"]) for p in json.loads(result.out)["patches"]]
+    return [(p["name"], p["version"]) for p in json.loads(result.out)["packages"]]
 
 
 def outdated(ppatch: Any, model: Path) -> tuple[int, dict[str, Any]]:
@@ -118,10 +118,10 @@ def test_dry_run_json_and_idempotent_install(ppatch: Any, models: Models) -> Non
 def test_search_and_info(ppatch: Any, models: Models) -> None:
     result = ppatch("search", "toxicity", "--json")
     assert result.code == 0, result.err
-    names = {f"{r['namespace']}/{r['name']}" for r in json.loads(result.out)["results"]}
+    names = {r["name"] for r in json.loads(result.out)["packages"]}
     assert {"acme/toxicity", "beta/toxicity"} <= names
     for_b = ppatch("search", "toxicity", "--model", models.b, "--json")
-    names_b = {f"{r['namespace']}/{r['name']}" for r in json.loads(for_b.out)["results"]}
+    names_b = {r["name"] for r in json.loads(for_b.out)["packages"]}
     assert "beta/toxicity" in names_b
     assert "acme/harm" not in names_b
     info = ppatch("info", "acme/harm", "--json")
