@@ -59,16 +59,39 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read {str(path)!r}: not valid TOML ({error})") from error
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def normalize_registry_url(url: str) -> str:
-    """`http(s)://host[:port][/path]` without a trailing slash; anything else is refused."""
+    """One spelling per registry: `scheme://host[:port][/path]` with the scheme and host in
+    lower case, no default port (80, 443), no trailing slash. Tokens, key pins, the installed
+    set's `registry` and the index cache are keyed by it, so `HTTPS://Reg.example.org:443/`
+    and `https://reg.example.org` are one registry. Anything but http(s) is refused."""
     text = url.strip()
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+        or port == -1
+    ):
         raise UsageError(
             f"registry {url!r} is not valid: expected an http:// or https:// URL "
             "such as 'https://registry.example.org'"
         )
-    return text.rstrip("/")
+    host = parts.hostname
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def load_config() -> Config:

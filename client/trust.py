@@ -49,6 +49,16 @@ class KeyChangedError(VerificationError):
         self.pinned = pinned
 
 
+def _registry_key(registry: str) -> str:
+    """One pin per registry however its URL is spelled (config.normalize_registry_url)."""
+    from ppatch.config import normalize_registry_url
+
+    try:
+        return normalize_registry_url(registry)
+    except UsageError:
+        return registry
+
+
 def _load_all() -> dict[str, Any]:
     path = constants.known_keys_file()
     try:
@@ -61,7 +71,10 @@ def _load_all() -> dict[str, Any]:
 
 def pinned_keys(registry: str, namespace: str) -> PemByKeyId | None:
     """The pinned keys (key id to PEM) of a namespace, or None before first use."""
-    entry = _load_all().get("registries", {}).get(registry, {}).get(namespace)
+    by_registry = _load_all().get("registries", {})
+    # Pins are keyed by the normalised URL; a file written before normalisation is still read.
+    same = [k for k in by_registry if _registry_key(k) == _registry_key(registry)]
+    entry = next((by_registry[k].get(namespace) for k in same if namespace in by_registry[k]), None)
     if not isinstance(entry, dict):
         return None
     return {str(key_id): str(pem) for key_id, pem in entry.items()}
@@ -78,7 +91,8 @@ def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
     # Two installs pinning different namespaces at once must not lose one of the pins.
     with filelock.FileLock(path.with_name(f"{path.name}.lock"), timeout=60):
         data = _load_all()
-        data.setdefault("registries", {}).setdefault(registry, {})[namespace] = dict(keys)
+        by_registry = data.setdefault("registries", {})
+        by_registry.setdefault(_registry_key(registry), {})[namespace] = dict(keys)
         atomic_write_text(path, tomli_w.dumps(data), mode=None, make_parents=True)
 
 
