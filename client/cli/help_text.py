@@ -205,8 +205,12 @@ EPILOGS: dict[str, Epilog] = {
         ("ppatch miniature build --dir world", "ppatch miniature build --dir world --seed 1"),
     ),
     "miniature build": Epilog(
-        _LOCAL,
-        ("ppatch miniature build --dir world", "ppatch miniature build --dir world --seed 1"),
+        (0, 2, 4, 5, 8),
+        (
+            "ppatch miniature build --dir world",
+            "ppatch miniature build --dir ~/ppatch-world --link .   # ./base-model etc.",
+            "ppatch miniature build --dir world --seed 1",
+        ),
     ),
     "demo": Epilog(_LOCAL, ("ppatch demo", "ppatch demo --dir demo-workspace")),
     "config": Epilog(
