@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patchfmt.atomic import atomic_write_text
+from patchfmt.blob_paths import blob_url
 from ppatch import config, install, installed, lockfile, store, verbosity
 from ppatch.errors import (
     ExitCode,
@@ -277,7 +278,7 @@ def _install_lockfile(args: argparse.Namespace) -> int:
                 fingerprint=target.fingerprint,
                 sha256=entry.sha256,
                 size=entry.size or 0,
-                url=entry.url or f"/blobs/sha256/{entry.sha256}",
+                url=entry.url or blob_url(entry.sha256),
                 filename=f"{name}-{entry.version}.ppatch",
             )
             source_client = None

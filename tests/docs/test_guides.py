@@ -182,7 +182,7 @@ class DocsWorkspace:
 def workspace(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DocsWorkspace]:
-    from ppatch.miniature import build_world
+    from ppatch.miniature.world import build_world
 
     cache = Path(request.config.cache.mkdir("ppatch-miniature"))
     world = build_world(cache)
