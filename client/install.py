@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from ppatch import config, store, verbosity
 from ppatch.errors import NotFoundError, UsageError, VerificationError
-from ppatch.install_plan import InstallAction, changes, plan_lockfile
+from ppatch.install_plan import (
+    InstallAction,
+    YankLookup,
+    changes,
+    plan_lockfile,
+    unknown_yanks,
+)
 from ppatch.progress import deferred_progress, progress
 from ppatch.registry.errors import RegistryNotFoundError
 from ppatch.resolver import Pin, Resolution, resolve
@@ -207,6 +213,7 @@ def install_locked(
     source: str,
     registry: str | None = None,
     dry_run: bool = False,
+    yank_state: YankLookup | None = None,
 ) -> list[InstallAction]:
     """Install the exact files of a lockfile: each from the blob cache when its sha256 is
     there, else downloaded from `registry` (or the entry's own) and verified. Nothing is
@@ -219,7 +226,7 @@ def install_locked(
             f"{str(target.path)!r} has fingerprint {target.fingerprint}"
         )
     state = store.read_installed(target.fingerprint)
-    actions = plan_lockfile(state, locked.entries, target.fingerprint)
+    actions = plan_lockfile(state, locked.entries, target.fingerprint, yank_state or unknown_yanks)
     entries = {entry.name: entry for entry in locked.entries}
     clients: dict[str, RegistryClient] = {}
     try:
@@ -244,8 +251,3 @@ def install_locked(
     if not dry_run and changes(actions):
         record(target, [entries[action.name].as_installed() for action in changes(actions)])
     return actions
-
-
-def warn(messages: Sequence[str]) -> None:
-    for message in messages:
-        verbosity.warn(message)

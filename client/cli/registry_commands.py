@@ -25,7 +25,7 @@ from ppatch.errors import (
     PermissionDeniedError,
     UsageError,
 )
-from ppatch.install_plan import InstallAction
+from ppatch.install_plan import InstallAction, YankLookup, YankState
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
@@ -172,7 +172,7 @@ def _report(
 def _warn(actions: list[InstallAction]) -> None:
     for action in actions:
         for message in action.warnings:
-            print(f"ppatch: warning: {message}", file=sys.stderr)
+            verbosity.warn(message)
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -194,6 +194,7 @@ def _install(args: argparse.Namespace) -> int:
                 client, spec, target.fingerprint, allow_prerelease=args.pre
             ),
             upgrade=args.upgrade,
+            yank_state=lambda name, version: _yank_state(client, name, version),
         )
         _warn(actions)
         if not args.dry_run:
@@ -224,11 +225,46 @@ def _install_lockfile(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read lockfile {str(source)!r}: {error}") from error
     locked = lockfile.loads(text, str(source))
     target = install.model_target(args.model)
-    actions = install.install_locked(
-        target, locked, source=str(source), registry=args.registry, dry_run=args.dry_run
-    )
+    with _lock_registries(locked, args.registry) as yank_state:
+        actions = install.install_locked(
+            target,
+            locked,
+            source=str(source),
+            registry=args.registry,
+            dry_run=args.dry_run,
+            yank_state=yank_state,
+        )
+    _warn(actions)
     _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
+
+
+@contextmanager
+def _lock_registries(locked: lockfile.Lockfile, registry: str | None) -> Iterator[YankLookup]:
+    """A yank lookup for a lockfile's entries, each asked of its own registry (or
+    `--registry`), one client per registry, closed afterwards."""
+    from ppatch.registry.client import RegistryClient
+
+    registry_of = {
+        entry.name: config.resolve_registry(registry or entry.registry)
+        for entry in locked.entries
+        if registry or entry.registry
+    }
+    clients: dict[str, RegistryClient] = {}
+
+    def lookup(name: str, version: str) -> YankState:
+        url = registry_of.get(name)
+        if url is None:
+            return YankState(known=False)
+        if url not in clients:
+            clients[url] = RegistryClient(url)
+        return _yank_state(clients[url], name, version)
+
+    try:
+        yield lookup
+    finally:
+        for client in clients.values():
+            client.close()
 
 
 def _upgrade(args: argparse.Namespace) -> int:
@@ -244,24 +280,63 @@ def _upgrade(args: argparse.Namespace) -> int:
     missing = [name for name, patch in zip(args.names, chosen, strict=False) if patch is None]
     if missing:
         raise NotFoundError(f"not installed on this model: {', '.join(missing)}")
-    with _client(args.registry) as client:
-        actions = install_plan.plan_upgrade(
-            [patch for patch in chosen if patch is not None],
-            lambda spec: install.resolve_spec(client, spec, target.fingerprint),
-            lambda patch: _is_yanked(client, patch),
-        )
+    from contextlib import ExitStack
+
+    from ppatch.registry.client import RegistryClient
+
+    # The rule `outdated` follows too (docs/cli.md): each installed patch is checked against
+    # the registry it was installed from, unless --registry names one for all of them.
+    by_registry: dict[str, list[store.InstalledPatch]] = {}
+    for patch in chosen:
+        assert patch is not None
+        url = config.resolve_registry(args.registry or patch.registry)
+        by_registry.setdefault(url, []).append(patch)
+    planned: dict[str, tuple[InstallAction, RegistryClient]] = {}
+    with ExitStack() as stack:
+        for url, patches in by_registry.items():
+            verbosity.detail(f"registry {url}")
+            client = stack.enter_context(RegistryClient(url))
+            for action in install_plan.plan_upgrade(
+                patches,
+                lambda spec, c=client: install.resolve_spec(c, spec, target.fingerprint),
+                lambda patch, c=client: _is_yanked(c, patch),
+            ):
+                planned[action.name] = (action, client)
+        actions = [planned[patch.name][0] for patch in chosen if patch is not None]
         if not args.dry_run:
-            install.carry_out(client, target, actions, client.base_url)
+            # Every download verified first, from its own registry; one record at the end.
+            for action, client in planned.values():
+                if action.changes:
+                    assert action.pin is not None
+                    install.fetch_verified(client, action.pin, target.fingerprint)
+            entries = [
+                action.installed_entry(client.base_url)
+                for action, client in planned.values()
+                if action.changes
+            ]
+            if entries:
+                install.record(target, entries)
     _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
 def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
-    namespace, name = patch.name.split("/", 1)
-    for release in client.get_index(namespace, name).get("releases", []):
-        if release.get("version") == patch.version:
-            return bool(release.get("yanked"))
-    return False
+    return _yank_state(client, patch.name, patch.version).yanked
+
+
+def _yank_state(client: RegistryClient, full_name: str, version: str) -> YankState:
+    """What the registry's index says of one release; unknown when the registry cannot be
+    asked (offline with no cached index, unreachable, package gone)."""
+    from ppatch.errors import PpatchError
+
+    namespace, name = full_name.split("/", 1)
+    try:
+        release = _release_state(client, namespace, name, version)
+    except PpatchError:
+        return YankState(known=False)
+    if release is None:
+        return YankState(known=False)
+    return YankState(yanked=bool(release.get("yanked")), reason=release.get("yanked_reason"))
 
 
 def _remove(args: argparse.Namespace) -> int:

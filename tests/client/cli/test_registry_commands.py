@@ -518,3 +518,61 @@ def test_outdated_json_reports_an_unreachable_registry_as_json(
     error = json.loads(result.out)["error"]
     assert (error["code"], error["exit_code"]) == ("network", 6)
     assert dead in error["message"]
+
+
+def test_a_yanked_installed_release_is_never_hidden(
+    ppatch: Any, registry: Registry, models: Models, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    key = registry.keys["acme"]
+    for version in ("1.0.0", "1.1.0"):
+        registry.publish(build_patch("acme/yk", version, models.fingerprint_b, key))
+    assert ppatch("install", "acme/yk@1.1.0", "--model", models.b).code == 0
+    lock = tmp_path / "ppatch.lock"
+    assert ppatch("freeze", "--model", models.b, "-o", lock).code == 0
+    monkeypatch.setenv("PPATCH_TOKEN", registry.tokens["acme"])
+    assert ppatch("yank", "acme/yk@1.1.0", "--reason", "leaks prompts").code == 0
+    monkeypatch.delenv("PPATCH_TOKEN")
+
+    pinned = ppatch("install", "acme/yk@1.1.0", "--model", models.b, "--dry-run", "--json")
+    assert pinned.code == 0, pinned.err
+    [row] = json.loads(pinned.out)["packages"]
+    assert (row["action"], row["yanked"], row["yanked_reason"]) == (
+        "unchanged", True, "leaks prompts"
+    )  # fmt: skip
+    assert "acme/yk 1.1.0 is yanked: leaks prompts" in pinned.err
+    for spec in ("acme/yk@1.x", "acme/yk@latest", "acme/yk"):
+        result = ppatch("install", spec, "--model", models.b)
+        assert result.code == 0, result.err
+        assert "acme/yk 1.1.0 already installed" in result.out
+        assert "ppatch: warning: acme/yk 1.1.0 is yanked: leaks prompts" in result.err
+    locked = ppatch("install", "-r", lock, "--model", models.b, "--json")
+    assert locked.code == 0, locked.err
+    assert json.loads(locked.out)["packages"][0]["yanked"] is True
+    assert "acme/yk 1.1.0 is yanked: leaks prompts; installed as the lockfile pins it" in locked.err
+    # Offline with the index cached, the warning still comes; -qq silences it.
+    monkeypatch.setenv("PPATCH_OFFLINE", "1")
+    assert "is yanked" in ppatch("install", "acme/yk@1.x", "--model", models.b).err
+    assert ppatch("-qq", "install", "acme/yk@1.x", "--model", models.b).err == ""
+
+
+def test_outdated_and_upgrade_use_the_registry_of_the_install(
+    ppatch: Any, registry: Registry, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Installed with --registry under another spelling of the same registry.
+    spelling = registry.url.replace("http://", "HTTP://") + "/"
+    monkeypatch.setenv("PPATCH_REGISTRY", f"http://127.0.0.1:{free_port()}")  # a dead default
+    monkeypatch.setenv("PPATCH_HTTP_RETRIES", "0")
+    result = ppatch("install", "acme/toxicity@1.2.0", "--model", models.b, "--registry", spelling)
+    assert result.code == 0, result.err
+    [row] = json.loads(ppatch("list", "--model", models.b, "--json").out)["packages"]
+    assert row["registry"] == registry.url  # one spelling is recorded
+    code, rows = outdated(ppatch, models.b)
+    assert code == 1 and rows["acme/toxicity"]["latest"] == "1.3.0"
+    upgraded = ppatch("upgrade", "--model", models.b, "--dry-run", "--json")
+    assert upgraded.code == 0, upgraded.err
+    [action] = json.loads(upgraded.out)["packages"]
+    assert (action["action"], action["version"]) == ("upgrade", "1.3.0")
+    # --registry still overrides for both.
+    dead = ppatch("upgrade", "--model", models.b, "--registry", os.environ["PPATCH_REGISTRY"])
+    assert dead.code == 6
