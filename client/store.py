@@ -32,6 +32,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from patchfmt.atomic import atomic_write_text
+from patchfmt.blob_paths import is_sha256_hex
 from ppatch import constants
 from ppatch.errors import NotFoundError, PpatchError, UsageError
 
@@ -56,7 +57,6 @@ __all__ = [
 ]
 
 STATE_FORMAT = "ppatch-installed/1"
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT = re.compile(r"sha256:([0-9a-f]{64})")
 LOCK_TIMEOUT_SECONDS = 300.0
 _DOWNLOAD_PREFIX, _DOWNLOAD_SUFFIX = "download-", ".part"
@@ -122,7 +122,7 @@ def _fingerprint_hex(fingerprint: str) -> str:
 
 
 def _check_sha256(sha256: str) -> str:
-    if _SHA256_HEX.fullmatch(sha256) is None:
+    if not is_sha256_hex(sha256):
         raise UsageError(f"sha256 {sha256!r} is not valid: expected 64 lowercase hex digits")
     return sha256
 
