@@ -296,11 +296,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         for url, patches in by_registry.items():
             verbosity.detail(f"registry {url}")
             client = stack.enter_context(RegistryClient(url))
-            for action in install_plan.plan_upgrade(
-                patches,
-                lambda spec, c=client: install.resolve_spec(c, spec, target.fingerprint),
-                lambda patch, c=client: _is_yanked(c, patch),
-            ):
+            for action in _plan_upgrade(client, target, patches):
                 planned[action.name] = (action, client)
         actions = [planned[patch.name][0] for patch in chosen if patch is not None]
         if not args.dry_run:
@@ -318,6 +314,17 @@ def _upgrade(args: argparse.Namespace) -> int:
                 install.record(target, entries)
     _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
+
+
+def _plan_upgrade(
+    client: RegistryClient, target: install.ModelTarget, patches: list[store.InstalledPatch]
+) -> list[InstallAction]:
+    """The upgrade plan of `patches`, all from the registry `client` talks to."""
+    return install_plan.plan_upgrade(
+        patches,
+        lambda spec: install.resolve_spec(client, spec, target.fingerprint),
+        lambda patch: _is_yanked(client, patch),
+    )
 
 
 def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
