@@ -196,6 +196,8 @@ def _install(args: argparse.Namespace) -> int:
             upgrade=args.upgrade,
             yank_state=lambda name, version: _yank_state(client, name, version),
         )
+        # `harm` and `acme/harm` are one package only once resolved: checked before any download.
+        _refuse_duplicates([action.name for action in actions])
         _warn(actions)
         if not args.dry_run:
             install.carry_out(client, target, actions, client.base_url)

@@ -490,7 +490,11 @@ def test_yank_and_unyank_say_what_changed(
 
 
 def test_one_package_twice_in_one_install_is_a_usage_error(ppatch: Any, models: Models) -> None:
-    for specs in (["acme/harm@1.0.0", "acme/harm@1.0"], ["harm", "harm@1.0.0"]):
+    for specs in (
+        ["acme/harm@1.0.0", "acme/harm@1.0"],
+        ["harm", "harm@1.0.0"],
+        ["harm", "acme/harm"],
+    ):
         result = ppatch("install", *specs, "--model", models.a)
         assert result.code == 2
         assert "given more than once" in result.err
