@@ -9,7 +9,6 @@ that touch a model, so registry-facing commands start fast (tests/client/test_st
 from __future__ import annotations
 
 import argparse
-import difflib
 import errno
 import importlib
 import json
@@ -97,6 +96,8 @@ def _suggestion(message: str) -> str:
     typed = message.split(marker, 1)[1].split(" (choose from ", 1)[0].strip("'\"")
     choices_text = message.split("(choose from ", 1)[1].rstrip(")")
     choices = [part.strip().strip("'\"") for part in choices_text.split(",")]
+    import difflib  # only on this error path: the cron job's start-up does not pay for it
+
     close = difflib.get_close_matches(typed, choices, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
