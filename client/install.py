@@ -156,7 +156,8 @@ def fetch_verified(client: RegistryClient | None, pin: Pin, fingerprint: str) ->
 
     with store.temporary_download() as (temporary, handle):
         with progress(f"{pin.full_name} {pin.version}", pin.size, unit="bytes") as advance:
-            digest = client.download(pin.url, handle, on_bytes=advance)
+            # The index's length bounds the read: an endless answer stops there.
+            digest = client.download(pin.url, handle, on_bytes=advance, max_bytes=pin.size)
         handle.flush()
         size = handle.tell()
         if not hmac.compare_digest(digest, pin.sha256) or size != pin.size:

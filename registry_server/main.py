@@ -16,6 +16,7 @@ from registry_server.api.routes import (
     packages,
     search,
     tokens,
+    tuf,
     updates,
 )
 from registry_server.config import Settings
@@ -85,6 +86,7 @@ def create_app(
         updates.router,
         tokens.router,
         blobs.router,
+        tuf.router,
         health.router,
         pages.router,
     ):

@@ -24,6 +24,7 @@ from ppatch.errors import (
     NotFoundError,
     PermissionDeniedError,
     UsageError,
+    VerificationError,
 )
 from ppatch.install_plan import InstallAction, YankLookup, YankState
 
@@ -194,6 +195,7 @@ def _install(args: argparse.Namespace) -> int:
                 client, spec, target.fingerprint, allow_prerelease=args.pre
             ),
             upgrade=args.upgrade,
+            allow_downgrade=args.allow_downgrade,
             yank_state=lambda name, version: _yank_state(client, name, version),
         )
         # `harm` and `acme/harm` are one package only once resolved: checked before any download.
@@ -412,6 +414,30 @@ def _newer(latest: str, installed: str) -> bool:
     return bool(parse_version(latest) > parse_version(installed))
 
 
+def _signed_index(registry: str) -> Any:
+    """The registry's refreshed signed index, or None when it has never signed one."""
+    from ppatch.registry.signed_index import open_signed_index
+
+    signed = open_signed_index(registry)
+    if signed is not None:
+        signed.refresh()  # StaleIndexError (exit 9) when expired or rolled back
+    return signed
+
+
+def _checked_answer(
+    signed: Any, patch: store.InstalledPatch, answer: dict[str, Any], fingerprint: str
+) -> dict[str, Any]:
+    """The update-check answer for `patch`, its yank state taken from the signed index and its
+    latest version required to be there."""
+    namespace, name = patch.name.split("/", 1)
+    installed = signed.artifact(namespace, name, patch.version, fingerprint)
+    checked = {**answer, "yanked": installed.yanked, "yanked_reason": installed.yanked_reason}
+    latest = answer.get("latest")
+    if latest and latest != patch.version:
+        signed.artifact(namespace, name, str(latest), fingerprint)
+    return checked
+
+
 def _outdated(args: argparse.Namespace) -> int:
     from ppatch.registry.update_check import check_updates
 
@@ -433,8 +459,11 @@ def _outdated(args: argparse.Namespace) -> int:
             ],
         )
         by_name = {str(answer.get("name")): answer for answer in answers}
+        signed = _signed_index(registry)
         for patch in patches:
             answer = by_name.get(patch.name, {})
+            if signed is not None:
+                answer = _checked_answer(signed, patch, answer, target.fingerprint)
             latest = answer.get("latest")
             rows.append(
                 {
@@ -615,12 +644,38 @@ def _trust(args: argparse.Namespace) -> int:
         print(f"pinned key {key_id} for namespace {args.namespace!r} on {url}")
         return int(ExitCode.OK)
     with _client(args.registry) as client:
-        keys = trust.trust_from_registry(client, args.namespace)
+        change = trust.keys_change(client, args.namespace)
+    if change.changed and not _confirm_keys(change, assume_yes=args.yes):
+        raise VerificationError(
+            f"the keys of namespace {args.namespace!r} on {change.registry} were not changed"
+        )
+    trust.pin_keys(change.registry, args.namespace, change.new)
     print(
-        f"pinned {len(keys)} key(s) for namespace {args.namespace!r} on {client.base_url}: "
-        f"{', '.join(sorted(keys))}"
+        f"pinned {len(change.new)} key(s) for namespace {args.namespace!r} on {change.registry}: "
+        f"{', '.join(sorted(change.new))}"
     )
     return int(ExitCode.OK)
+
+
+def _confirm_keys(change: Any, *, assume_yes: bool) -> bool:
+    """Show the pinned and the offered keys side by side; True when the user accepts."""
+    old = sorted(change.old or {})
+    new = sorted(change.new)
+    width = max((len(key) for key in old), default=6)
+    print(f"the keys of namespace {change.namespace!r} on {change.registry} changed:")
+    print(f"  {'pinned':<{width}}  offered now")
+    for index in range(max(len(old), len(new))):
+        left = old[index] if index < len(old) else ""
+        right = new[index] if index < len(new) else ""
+        print(f"  {left:<{width}}  {right}")
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "the namespace's keys changed: check the new key ids with the publisher, then "
+            "rerun with --yes"
+        )
+    return input("pin the keys offered now? [y/N] ").strip().lower() in ("y", "yes")
 
 
 # -- registration --------------------------------------------------------------------------
@@ -670,6 +725,11 @@ def register(subparsers: Any) -> None:
         "--upgrade", action="store_true", help="move to the newest matching release"
     )
     parser.add_argument("--pre", action="store_true", help="consider pre-releases")
+    parser.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="install an older release than the one installed (refused otherwise)",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="show what would change, change nothing"
     )
@@ -744,5 +804,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--public-key", metavar="PUB", help="pin this PEM key instead of the registry's"
     )
+    parser.add_argument("--yes", action="store_true", help="accept changed keys without asking")
     _registry_option(parser)
     parser.set_defaults(handler=_trust)
