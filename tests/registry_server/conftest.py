@@ -221,6 +221,11 @@ class Harness:
             headers=self.auth() if headers is None else headers,
         )
 
+    def local_client(self) -> TestClient:
+        """A client of the same app from a loopback address (the TestClient's default address
+        is not an IP), as a scraper on the server's machine would be."""
+        return TestClient(self.app, client=("127.0.0.1", 50000), raise_server_exceptions=False)
+
     def blob_count(self) -> int:
         root = Path(self.settings.resolved_storage) / "sha256"
         return sum(1 for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from registry_server.api.deps import RegistryDep, SessionDep
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.schemas import ERROR_RESPONSES, SearchOut, SearchResult
-from registry_server.search import search_packages
+from registry_server.search import MAX_SEARCH_OFFSET, MAX_SEARCH_RESULTS, search_packages
 
 __all__ = ["router"]
 
@@ -24,7 +24,10 @@ def search(
     domain: Annotated[str, Query(max_length=64)] = "",
     fingerprint: Annotated[str, Query(max_length=71)] = "",
     name: Annotated[str, Query(max_length=64, description="exact package name")] = "",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_RESULTS)] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_SEARCH_OFFSET, description="results to skip, for paging")
+    ] = 0,
 ) -> SearchOut:
     if len(q) > registry.settings.max_query_length:
         raise RegistryError(
@@ -33,6 +36,12 @@ def search(
             f"{registry.settings.max_query_length}",
         )
     found = search_packages(
-        session, text=q, domain=domain, fingerprint=fingerprint, name=name, limit=limit
+        session,
+        text=q,
+        domain=domain,
+        fingerprint=fingerprint,
+        name=name,
+        limit=limit,
+        offset=offset,
     )
     return SearchOut(results=[SearchResult(**entry) for entry in found])
