@@ -23,6 +23,7 @@ from ppatch.errors import NotFoundError, UsageError, VerificationError
 from ppatch.progress import deferred_progress, progress
 from ppatch.registry.errors import RegistryNotFoundError
 from ppatch.resolver import Pin, Resolution, resolve
+from ppatch.terminal_text import printable
 from ppatch.trust import ensure_trusted, public_keys
 
 if TYPE_CHECKING:
@@ -261,4 +262,4 @@ def record(
 
 def warn(messages: Sequence[str]) -> None:
     for message in messages:
-        print(f"ppatch: warning: {message}", file=sys.stderr)
+        print(f"ppatch: warning: {printable(message)}", file=sys.stderr)

@@ -20,6 +20,7 @@ _PAGE = """<!doctype html>
 <head>
   <meta charset="utf-8">
   <title>ppatch registry API</title>
+  <link rel="icon" href="data:,">
   <link rel="stylesheet" href="/static/swagger-ui/swagger-ui.css">
 </head>
 <body>

@@ -121,9 +121,10 @@ def _table(
         (_text(label), {k: float(v) for k, v in values.items() if _is_number(v)})
         for label, values in systems
     ]
-    measures: list[str] = []
+    seen: dict[str, None] = {}  # ordered and linear, however many measures a manifest lists
     for _, values in numeric:
-        measures += [name for name in values if name not in measures]
+        seen.update(dict.fromkeys(values))
+    measures = list(seen)
     if primary in measures:
         measures.remove(primary)
         measures.insert(0, primary)
@@ -165,10 +166,12 @@ def _systems_of(group: dict[str, Any]) -> list[tuple[str, dict[str, Any]]] | Non
 
 
 def evaluation_tables(evaluation: Any) -> tuple[list[MeasureTable], list[tuple[str, str]]]:
-    """The tables of `evaluation`, and its other entries as (name, text) notes."""
+    """The tables of `evaluation` (suites comparing systems first), and its other entries as
+    (name, text) notes."""
     if not isinstance(evaluation, dict):
         return [], []
     tables: list[MeasureTable] = []
+    groups: list[MeasureTable] = []
     notes: list[tuple[str, str]] = []
     flat = {k: v for k, v in evaluation.items() if _is_number(v)}
     top_systems = _systems_of(evaluation)
@@ -186,10 +189,10 @@ def evaluation_tables(evaluation: Any) -> tuple[list[MeasureTable], list[tuple[s
             primary = _str_or_none(value.get("primary"))
             tables.append(_table(_suite_title(key, value), systems, primary))
         elif isinstance(value, dict) and any(_is_number(v) for v in value.values()):
-            tables.append(_table(key.replace("_", " "), [("base+patch", value)], None))
+            groups.append(_table(key.replace("_", " "), [("base+patch", value)], None))
         else:
             notes.append((_text(key), _text(value)))
-    return tables[:MAX_TABLES], notes[:MAX_NOTES]
+    return (tables + groups)[:MAX_TABLES], notes[:MAX_NOTES]
 
 
 def _str_or_none(value: Any) -> str | None:

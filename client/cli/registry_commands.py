@@ -26,6 +26,7 @@ from ppatch.errors import (
     UsageError,
     VerificationError,
 )
+from ppatch.terminal_text import printable
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
@@ -93,8 +94,10 @@ def _search(args: argparse.Namespace) -> int:
     for item in results:
         latest = item.get("latest_version") or "-"
         print(
-            f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
-            f"{item.get('summary') or ''}".rstrip()
+            printable(
+                f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
+                f"{item.get('summary') or ''}".rstrip()
+            )
         )
     return int(ExitCode.OK)
 
@@ -106,19 +109,19 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(index)
         return int(ExitCode.OK)
-    print(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]")
+    print(printable(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]"))
     if index.get("summary"):
-        print(f"  {index['summary']}")
+        print(f"  {printable(index['summary'])}")
     for release in index.get("releases", []):
         yanked = (
             f"  YANKED: {release.get('yanked_reason') or 'no reason given'}"
             if release.get("yanked")
             else ""
         )
-        print(f"  {release.get('version')}{yanked}")
+        print(printable(f"  {release.get('version')}{yanked}"))
         for artifact in release.get("artifacts", []):
             fingerprint, size = artifact.get("fingerprint"), artifact.get("size")
-            print(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}")
+            print(printable(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}"))
     return int(ExitCode.OK)
 
 
@@ -441,7 +444,9 @@ def _outdated(args: argparse.Namespace) -> int:
                 notes.append(f"YANKED: {row['yanked_reason'] or 'no reason given'}")
             if not row["found"]:
                 notes.append("not found on the registry")
-            print(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+            print(
+                printable(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+            )
     return int(ExitCode.UPDATES_AVAILABLE if attention else ExitCode.OK)
 
 
@@ -468,8 +473,10 @@ def _publish(args: argparse.Namespace) -> int:
     with _client(args.registry, with_token=True) as client:
         answer = client.publish(namespace, name, path.name, data)
     print(
-        f"published {answer.get('name')} {answer.get('version')} "
-        f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+        printable(
+            f"published {answer.get('name')} {answer.get('version')} "
+            f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+        )
     )
     return int(ExitCode.OK)
 
@@ -513,8 +520,10 @@ def _trust(args: argparse.Namespace) -> int:
     with _client(args.registry) as client:
         keys = trust.trust_from_registry(client, args.namespace)
     print(
-        f"pinned {len(keys)} key(s) for namespace {args.namespace!r} on {client.base_url}: "
-        f"{', '.join(sorted(keys))}"
+        printable(
+            f"pinned {len(keys)} key(s) for namespace {args.namespace!r} on {client.base_url}: "
+            f"{', '.join(sorted(keys))}"
+        )
     )
     return int(ExitCode.OK)
 

@@ -66,6 +66,7 @@ def build_patch(
     summary: str = "Lowers toxicity of tiny-model",
     domain: str = "toxicity",
     evaluation: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
     tokens: int = 4,
     hidden: int = 8,
 ) -> bytes:
@@ -81,6 +82,7 @@ def build_patch(
             "license": "Apache-2.0",
             "base_model": {"id": "tiny-model", "fingerprint": fingerprint},
             "evaluation": {"toxicity_probability": 0.12} if evaluation is None else evaluation,
+            "training": training or {},
             "created": FIXED_CREATED,
         },
         weights,
