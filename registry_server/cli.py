@@ -119,7 +119,7 @@ def _freeze_startup_heap() -> None:
 
 def _connection_limits(settings: Settings) -> dict[str, Any]:
     """Uvicorn's settings that bound a slow or idle client (docs/registry.md, "Limits")."""
-    from registry_server.deadlines import server_protocol
+    from registry_server.request_limits import server_protocol
 
     return {
         "http": server_protocol(),

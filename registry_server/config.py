@@ -12,16 +12,12 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["BATCH_CEILING", "MIB", "UPLOAD_BODY_CEILING", "Settings"]
+__all__ = ["BATCH_CEILING", "MIB", "Settings"]
 
 MIB = 1024 * 1024
 # The most entries an update check's schema lets through at all, whatever `max_batch` says: the
 # schema refuses a longer list before validating its entries.
 BATCH_CEILING = 10_000
-# The largest `max_upload_bytes` allowed, and the app-level body limit of the upload route, which
-# then streams the body under `max_upload_bytes` itself (registry_server.upload).
-UPLOAD_CEILING = 16 * 1024 * MIB
-UPLOAD_BODY_CEILING = UPLOAD_CEILING + MIB
 
 
 def _default_home() -> Path:
@@ -44,9 +40,7 @@ class Settings(BaseSettings):
         default=None, description="endpoint of an S3-compatible store (MinIO, Ceph, moto)"
     )
     s3_region: str = "us-east-1"
-    max_upload_bytes: int = Field(
-        default=64 * MIB, gt=0, le=UPLOAD_CEILING, description="largest .ppatch accepted"
-    )
+    max_upload_bytes: int = Field(default=64 * MIB, gt=0, description="largest .ppatch accepted")
     max_manifest_bytes: int = Field(default=1 * MIB, gt=0)
     max_query_length: int = Field(default=512, gt=0, description="longest search text")
     max_batch: int = Field(

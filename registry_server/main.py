@@ -15,12 +15,12 @@ from registry_server.api.routes import blobs, health, namespaces, packages, sear
 from registry_server.config import Settings
 from registry_server.context import Registry
 from registry_server.db import create_registry_engine, session_factory
-from registry_server.deadlines import BodyDeadlineMiddleware
 from registry_server.errors import install_error_handlers
 from registry_server.metrics import MetricsMiddleware, RegistryMetrics
 from registry_server.models import Artifact
 from registry_server.page_headers import SecurityHeadersMiddleware
 from registry_server.polling import ConditionalIndexMiddleware, etag_lookup_for
+from registry_server.request_limits import RequestBodyLimitsMiddleware
 from registry_server.storage import BlobStorage, open_storage
 
 __all__ = ["create_app"]
@@ -64,9 +64,6 @@ def create_app(
         summary="Publish, index and serve signed safety patches for language models.",
         docs_url=None,  # docs_page serves /docs from the package's own files
         redoc_url=None,
-        # Every body but an upload's (whose route streams it under max_upload_bytes) is
-        # refused with 413 past this size, by its Content-Length before a byte is read.
-        max_body_size=settings.max_request_bytes,
     )
     app.state.registry = Registry(
         settings=settings,
@@ -94,7 +91,8 @@ def create_app(
         ConditionalIndexMiddleware, lookup=etag_lookup, max_age=settings.index_max_age
     )
     app.add_middleware(
-        BodyDeadlineMiddleware,
+        RequestBodyLimitsMiddleware,
+        max_bytes=settings.max_request_bytes,
         body_timeout=settings.body_timeout,
         upload_timeout=settings.upload_timeout,
     )

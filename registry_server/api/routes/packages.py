@@ -25,7 +25,6 @@ from registry_server.api.deps import (
     authorize,
     checked_name,
 )
-from registry_server.config import UPLOAD_BODY_CEILING
 from registry_server.context import Registry
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.index import build_index, etag_matches
@@ -107,7 +106,6 @@ def _build_serialized(registry: Any, ns: str, name: str) -> tuple[bytes, str] | 
     status_code=201,
     summary="Publish a .ppatch (multipart field `file`)",
     responses={200: {"model": PublishOut, "description": "the same bytes were already there"}},
-    max_body_size=UPLOAD_BODY_CEILING,  # the route streams under max_upload_bytes itself
 )
 async def upload_release(
     request: Request,
