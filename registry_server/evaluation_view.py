@@ -80,6 +80,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, list | dict):  # never the repr of what may be a megabyte of JSON
+        return f"{len(value)} {'items' if isinstance(value, list) else 'entries'}"
     shown = value if isinstance(value, str) else repr(value)
     return shown if len(shown) <= MAX_TEXT else shown[: MAX_TEXT - 1] + "…"
 

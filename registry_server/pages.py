@@ -2,13 +2,16 @@
 
 Jinja2 templates with autoescaping on, so a package summary can never inject markup. Pages read
 only what they show: the package list reads no manifest at all, a package page reads the
-manifest of the one artifact whose evaluation it shows; both are paged or capped
+manifest of the one artifact whose evaluation it shows (and keeps the small view of it it
+needs, for the next reader); both are paged or capped
 (docs/registry.md, "Limits"). No script or style is inline (the CSP forbids it): they are files
 under `static/`.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +25,12 @@ from sqlalchemy.orm import Session
 
 from registry_server.api.deps import NamespaceName, PackageName, RegistryDep, SessionDep
 from registry_server.errors import ErrorCode, RegistryError
-from registry_server.evaluation_view import evaluation_tables, training_facts
+from registry_server.evaluation_view import (
+    MeasureTable,
+    TrainingFacts,
+    evaluation_tables,
+    training_facts,
+)
 from registry_server.models import Artifact, Namespace, Package, Release, SigningKey
 from registry_server.search import search_packages
 from registry_server.versions import version_key
@@ -147,20 +155,70 @@ def _key_state(session: Session, ns: str, key_id: str) -> str:
     return "active"
 
 
+@dataclass(frozen=True)
+class ManifestView:
+    """What a package page shows of one artifact's manifest: small, whatever the manifest's
+    size (evaluation_view caps it)."""
+
+    base_model_id: str | None
+    tables: list[MeasureTable]
+    notes: list[tuple[str, str]]
+    training: TrainingFacts
+
+
+class ManifestViews:
+    """The last `capacity` manifest views, by the artifact's sha256. A file's bytes, and so its
+    manifest, never change, so an entry never goes stale, and the key means the same in every
+    database (tests run several apps in one process)."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, ManifestView] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, artifact: ArtifactRow) -> ManifestView:
+        with self._lock:
+            view = self._entries.get(artifact.sha256)
+            if view is not None:
+                self._entries.move_to_end(artifact.sha256)
+                return view
+        view = _manifest_view(session, artifact.id)
+        with self._lock:
+            self._entries[artifact.sha256] = view
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        return view
+
+
+def _manifest_view(session: Session, artifact_id: int) -> ManifestView:
+    manifest = session.scalar(select(Artifact.manifest).where(Artifact.id == artifact_id))
+    manifest = manifest if isinstance(manifest, dict) else {}
+    base_model = manifest.get("base_model")
+    tables, notes = evaluation_tables(manifest.get("evaluation"))
+    return ManifestView(
+        base_model_id=base_model.get("id") if isinstance(base_model, dict) else None,
+        tables=tables,
+        notes=notes,
+        training=training_facts(manifest.get("training")),
+    )
+
+
+manifest_views = ManifestViews()
+
+
 def _shown_evaluation(
     session: Session, ns: str, artifact: ArtifactRow | None
 ) -> dict[str, Any] | None:
     if artifact is None:
         return None
-    manifest = session.scalar(select(Artifact.manifest).where(Artifact.id == artifact.id)) or {}
-    base_model = manifest.get("base_model") if isinstance(manifest, dict) else None
-    tables, notes = evaluation_tables(manifest.get("evaluation"))
+    view = manifest_views.get(session, artifact)
     return {
         "artifact": artifact,
-        "base_model_id": base_model.get("id") if isinstance(base_model, dict) else None,
-        "tables": tables,
-        "notes": notes,
-        "training": training_facts(manifest.get("training")),
+        "base_model_id": view.base_model_id,
+        "tables": view.tables,
+        "notes": view.notes,
+        "training": view.training,
+        # Not cached: a key can be revoked at any time.
         "key_state": _key_state(session, ns, artifact.key_id),
     }
 

@@ -17,6 +17,7 @@ from registry_server.config import BATCH_CEILING, Settings
 from registry_server.errors import RegistryError
 from registry_server.main import create_app
 from registry_server.page_headers import PAGE_CSP
+from registry_server.schemas import SearchOut
 
 STATIC = Path(__file__).resolve().parents[2] / "registry_server" / "static"
 ENTRY = {"name": "acme/toxicity", "version": "1.0.0", "fingerprint": "sha256:" + "a" * 64}
@@ -117,6 +118,8 @@ def test_the_package_list_is_paged(acme, make_patch) -> None:
         for o in (0, 2)
     ]
     assert names == [["p0", "p1"], ["p2"]]
+    answer = acme.client.get("/api/v1/search?q=p").json()
+    assert SearchOut.model_validate(answer).model_dump() == answer  # the documented shape
     assert acme.client.get("/api/v1/search?limit=201").status_code == 422
     assert acme.client.get("/?page=0").status_code == 422
 
