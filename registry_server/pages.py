@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from patchfmt.versions import version_sort_key
 from registry_server.api.deps import NamespaceName, PackageName, RegistryDep, SessionDep
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.evaluation_view import (
@@ -33,7 +34,6 @@ from registry_server.evaluation_view import (
 )
 from registry_server.models import Artifact, Namespace, Package, Release, SigningKey
 from registry_server.search import search_packages
-from registry_server.versions import version_key
 
 __all__ = ["PAGE_SIZE", "VERSIONS_SHOWN", "router", "templates"]
 
@@ -121,7 +121,7 @@ def _releases(session: Session, package_id: int) -> list[Any]:
             Release.created_at,
         ).where(Release.package_id == package_id)
     ).all()
-    return sorted(rows, key=lambda r: version_key(r.version), reverse=True)
+    return sorted(rows, key=lambda r: version_sort_key(r.version), reverse=True)
 
 
 def _artifacts(session: Session, release_ids: list[int]) -> dict[int, list[ArtifactRow]]:
