@@ -123,6 +123,15 @@ def test_package_list_and_search(browser, site, request) -> None:
     box = browser.find_element(By.NAME, "q")
     box.send_keys("bias")
     box.submit()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # The results page, not rows of the page being left (they go stale under the test).
+    WebDriverWait(browser, 10).until(
+        lambda driver: (
+            "q=bias" in driver.current_url
+            and driver.execute_script("return document.readyState") == "complete"
+        )
+    )
     rows = browser.find_elements(By.CSS_SELECTOR, "#packages tbody tr")
     assert [row.text.split()[0] for row in rows] == ["acme/bias"]
     _screenshot(browser, f"registry-index-{request.node.callspec.id}")
