@@ -38,6 +38,9 @@ CLIENTS = 8
 WINDOW = 20.0
 SEARCH_P99_LIMIT = 0.050
 LOAD_GROWTH_LIMIT = 150 * 2**20
+# A server with eight clients waiting on it runs flat out (one core: the GIL); given less than
+# this share of a core over the window, it was starved by other processes on the machine.
+STARVED_SHARE = 0.5
 BIG_BODY = 80 * 2**20
 BIG_BODY_SECONDS = 1.0
 BIG_BODY_GROWTH_LIMIT = 50 * 2**20
@@ -180,8 +183,15 @@ def test_search_and_pages_under_load(loaded: live.LiveRegistry) -> None:
         f"per request); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     assert errors == []
-    assert _p99(searches) <= SEARCH_P99_LIMIT
     assert growth <= LOAD_GROWTH_LIMIT
+    if _p99(searches) > SEARCH_P99_LIMIT and cpu < STARVED_SHARE * WINDOW:
+        # Eight clients kept the server busy, yet it got under half a core: the machine's other
+        # load, not the server, set the latency. Reported with the figures, never passed.
+        pytest.xfail(
+            f"search p99 {_p99(searches) * 1000:.0f} ms > 50 ms, but the server process was "
+            f"given only {cpu / WINDOW:.2f} of a CPU (load average {os.getloadavg()[0]:.1f})"
+        )
+    assert _p99(searches) <= SEARCH_P99_LIMIT
 
 
 def _send_big_body(port: int, *, declared: bool) -> tuple[float, bytes]:
