@@ -83,12 +83,8 @@ class PeakMemory:
         self.peak = max(self.peak, rss(self.pid))
 
 
-def big_manifest_patch(key: Ed25519PrivateKey, version: str, seed: int) -> bytes:
-    """A signed acme/toxicity patch whose manifest is about MANIFEST_BYTES: per-prompt scores,
-    as an evaluation might record them."""
-    weights = patchfmt.weights_from_array(np.zeros((4, 8), dtype=np.float32))
-    scores = np.random.default_rng(seed).random(MANIFEST_BYTES // 19).round(15).tolist()
-    fields = {
+def _fields(version: str, scores: list[float]) -> dict[str, object]:
+    return {
         "name": "acme/toxicity",
         "version": version,
         "domain": "toxicity",
@@ -98,10 +94,23 @@ def big_manifest_patch(key: Ed25519PrivateKey, version: str, seed: int) -> bytes
         "evaluation": {"toxicity_probability": 0.1, "per_prompt": scores},
         "created": "2026-11-28T10:00:00Z",
     }
-    manifest = patchfmt.build_manifest(fields, weights)
-    while len(manifest.canonical_bytes()) > MANIFEST_BYTES:
-        del scores[-500:]
-        manifest = patchfmt.build_manifest(fields, weights)
+
+
+def per_prompt_scores() -> list[float]:
+    """Per-prompt scores, as an evaluation might record them, just enough to make a manifest
+    of about MANIFEST_BYTES (a little under, whatever the version's length)."""
+    weights = patchfmt.weights_from_array(np.zeros((4, 8), dtype=np.float32))
+    scores = np.random.default_rng(0).random(MANIFEST_BYTES // 18).round(15).tolist()
+    size = len(patchfmt.build_manifest(_fields("1.0.0", scores), weights).canonical_bytes())
+    per_score = size / len(scores)
+    keep = len(scores) - int((size - MANIFEST_BYTES + 200) / per_score) - 1
+    return scores[:keep]
+
+
+def big_manifest_patch(key: Ed25519PrivateKey, version: str, scores: list[float]) -> bytes:
+    """A signed acme/toxicity patch whose manifest holds `scores`."""
+    weights = patchfmt.weights_from_array(np.zeros((4, 8), dtype=np.float32))
+    manifest = patchfmt.build_manifest(_fields(version, scores), weights)
     signature = patchfmt.sign_manifest(manifest.canonical_bytes(), key)
     return patchfmt.pack_patch(manifest, weights, signature)
 
@@ -115,9 +124,13 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[live.LiveRegist
     server = live.LiveRegistry(home=folder / "home", database_url=url)
     server.start()
     try:
+        scores = per_prompt_scores()
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for minor in range(RELEASES):
-                data = big_manifest_patch(key, f"1.{minor}.0", minor)
+                data = big_manifest_patch(key, f"1.{minor}.0", scores)
+                if minor == 0:
+                    manifest = patchfmt.read_patch(data).manifest.canonical_bytes()
+                    assert 0.99 * MANIFEST_BYTES <= len(manifest) <= MANIFEST_BYTES
                 response = live.publish(client, token, data)
                 assert response.status_code == 201, response.text
         yield server
