@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from registry_server import __version__, admin
+from registry_server import __version__, admin, tuf_commands
 from registry_server import fsck as fsck_module
 from registry_server.config import Settings
 from registry_server.db import create_registry_engine, session_factory
@@ -44,6 +44,7 @@ _EXIT_FOR_CODE = {
     ErrorCode.CONFLICT: EXIT_CONFLICT,
     ErrorCode.VERSION_EXISTS: EXIT_CONFLICT,
     ErrorCode.INVALID_REQUEST: EXIT_USAGE,
+    ErrorCode.INVALID_SIGNATURE: 3,  # as the client's verification failures
 }
 
 
@@ -329,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         "storing a blob and committing its row right now; 0 only when no server is running",
     )
     fsck.set_defaults(handler=_fsck)
+    tuf_commands.register(commands, _Parser)
     return parser
 
 

@@ -234,6 +234,21 @@ def check_name(patch: patchfmt.PatchFile, namespace: str, name: str) -> None:
         )
 
 
+def check_version(patch: patchfmt.PatchFile) -> None:
+    """Refuse build metadata: SemVer ignores it in precedence, so `1.2.0+b1` and `1.2.0+b2`
+    would be two artifacts of one version, installed alike and escaping a yank of `1.2.0`."""
+    version = patchfmt.parse_version(str(patch.manifest.version))
+    if version.build:
+        raise RegistryError(
+            ErrorCode.INVALID_PATCH,
+            f"version {str(version)!r} has build metadata ('+{'.'.join(version.build)}'); "
+            "a registry version names one artifact per model: publish "
+            f"{version.major}.{version.minor}.{version.patch}"
+            + (f"-{'.'.join(version.prerelease)}" if version.prerelease else "")
+            + " or a new version instead",
+        )
+
+
 def check_signature(session: Session, namespace: Namespace, patch: patchfmt.PatchFile) -> str:
     """The key id that verified the patch; only the namespace's active keys are trusted."""
     if patch.signature is None:
@@ -414,6 +429,7 @@ def publish(
     """Validate, store and record one received upload (blocking: run it in a worker thread)."""
     patch = parse_patch(upload, registry)
     check_name(patch, namespace_name, name)
+    check_version(patch)
     version = str(patch.manifest.version)
     fingerprint = patch.manifest.base_model.fingerprint
     with registry.sessions() as session:
