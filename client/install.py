@@ -42,6 +42,7 @@ __all__ = [
     "carry_out",
     "fetch_verified",
     "install_locked",
+    "is_yanked",
     "model_target",
     "record",
     "resolve_spec",
@@ -110,6 +111,15 @@ def resolve_spec(
                 continue
     known = [] if indexes else _known_names(client, spec.name)
     return resolve(spec, indexes, fingerprint, allow_prerelease=allow_prerelease, known_names=known)
+
+
+def is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
+    """Whether the registry now marks the installed version of `patch` as yanked."""
+    namespace, name = patch.name.split("/", 1)
+    for release in client.get_index(namespace, name).get("releases", []):
+        if release.get("version") == patch.version:
+            return bool(release.get("yanked"))
+    return False
 
 
 def verify_blob(path: Path, expected_sha256: str, fingerprint: str) -> Any:

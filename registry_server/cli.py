@@ -121,6 +121,16 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def _connection_limits(settings: Settings) -> dict[str, Any]:
+    """Uvicorn's settings that bound a slow or idle client (docs/registry.md, "Limits")."""
+    from registry_server.request_limits import server_protocol
+
+    return {
+        "http": server_protocol(),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+    }
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -136,6 +146,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             log_level=args.log_level,
+            **_connection_limits(settings),
         )
         return 0
     app = create_app(settings, engine=engine)
@@ -145,6 +156,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        **_connection_limits(settings),
     )
     return 0
 

@@ -213,6 +213,14 @@ EPILOGS: dict[str, Epilog] = {
         ),
     ),
     "demo": Epilog(_LOCAL, ("ppatch demo", "ppatch demo --dir demo-workspace")),
+    "serve": Epilog(
+        (0, 2, 3, 4, 8),
+        (
+            "ppatch serve --model ./base-model",
+            "ppatch serve --model ./base-model --port 8000 --auto-upgrade 300",
+            "ppatch serve --model HuggingFaceTB/SmolLM2-135M-Instruct --dtype bfloat16",
+        ),
+    ),
     "config": Epilog(
         (0, 2, 8),
         (

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ppatch import __version__, verbosity
 from ppatch.errors import ExitCode, PpatchError
+from ppatch.terminal_text import printable
 
 __all__ = ["build_parser", "main"]
 
@@ -29,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ppatch.cli.apply_commands",
     "ppatch.cli.build_commands",
     "ppatch.cli.demo_command",
+    "ppatch.cli.serve_command",
     "ppatch.cli.setup_commands",
 )
 
@@ -61,6 +63,7 @@ COMMAND_OWNERS: dict[str, str] = {
     **dict.fromkeys(("generate", "import-peft", "export-peft"), "ppatch.cli.apply_commands"),
     **dict.fromkeys(("train", "eval", "miniature"), "ppatch.cli.build_commands"),
     "demo": "ppatch.cli.demo_command",
+    "serve": "ppatch.cli.serve_command",
     **dict.fromkeys(("config", "completion"), "ppatch.cli.setup_commands"),
 }
 
@@ -191,8 +194,9 @@ def _exit_code_for(error: BaseException) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split("\n")) if "\n" in text else text
+    # Error messages may quote a registry's answer: printed without control characters.
+    text = printable(" ".join(str(error).split("\n")).strip()) or type(error).__name__
+    return text
 
 
 def _unwritable_state_folder(error: OSError) -> Path | None:

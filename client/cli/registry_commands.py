@@ -27,6 +27,7 @@ from ppatch.errors import (
     VerificationError,
 )
 from ppatch.install_plan import InstallAction, YankLookup, YankState
+from ppatch.terminal_text import printable
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
@@ -104,8 +105,10 @@ def _search(args: argparse.Namespace) -> int:
     for item in results:
         latest = item.get("latest_version") or "-"
         print(
-            f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
-            f"{item.get('summary') or ''}".rstrip()
+            printable(
+                f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
+                f"{item.get('summary') or ''}".rstrip()
+            )
         )
     return int(ExitCode.OK)
 
@@ -117,19 +120,19 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(_full_name(index))
         return int(ExitCode.OK)
-    print(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]")
+    print(printable(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]"))
     if index.get("summary"):
-        print(f"  {index['summary']}")
+        print(f"  {printable(index['summary'])}")
     for release in index.get("releases", []):
         yanked = (
             f"  YANKED: {release.get('yanked_reason') or 'no reason given'}"
             if release.get("yanked")
             else ""
         )
-        print(f"  {release.get('version')}{yanked}")
+        print(printable(f"  {release.get('version')}{yanked}"))
         for artifact in release.get("artifacts", []):
             fingerprint, size = artifact.get("fingerprint"), artifact.get("size")
-            print(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}")
+            print(printable(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}"))
     return int(ExitCode.OK)
 
 
@@ -173,7 +176,7 @@ def _report(
 def _warn(actions: list[InstallAction]) -> None:
     for action in actions:
         for message in action.warnings:
-            verbosity.warn(message)
+            verbosity.warn(printable(message))
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -327,12 +330,8 @@ def _plan_upgrade(
     return install_plan.plan_upgrade(
         patches,
         lambda spec: install.resolve_spec(client, spec, target.fingerprint),
-        lambda patch: _is_yanked(client, patch),
+        lambda patch: install.is_yanked(client, patch),
     )
-
-
-def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
-    return _yank_state(client, patch.name, patch.version).yanked
 
 
 def _yank_state(client: RegistryClient, full_name: str, version: str) -> YankState:
@@ -495,7 +494,9 @@ def _outdated(args: argparse.Namespace) -> int:
                 notes.append(f"YANKED: {row['yanked_reason'] or 'no reason given'}")
             if not row["found"]:
                 notes.append("not found on the registry")
-            print(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+            print(
+                printable(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+            )
     return int(ExitCode.UPDATES_AVAILABLE if attention else ExitCode.OK)
 
 
@@ -539,8 +540,10 @@ def _publish(args: argparse.Namespace) -> int:
         return int(ExitCode.OK)
     what = "published" if created else "already published (identical bytes; nothing changed):"
     print(
-        f"{what} {answer.get('name')} {answer.get('version')} "
-        f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+        printable(
+            f"{what} {answer.get('name')} {answer.get('version')} "
+            f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+        )
     )
     return int(ExitCode.OK)
 
@@ -651,8 +654,10 @@ def _trust(args: argparse.Namespace) -> int:
         )
     trust.pin_keys(change.registry, args.namespace, change.new)
     print(
-        f"pinned {len(change.new)} key(s) for namespace {args.namespace!r} on {change.registry}: "
-        f"{', '.join(sorted(change.new))}"
+        printable(
+            f"pinned {len(change.new)} key(s) for namespace {args.namespace!r} on "
+            f"{change.registry}: {', '.join(sorted(change.new))}"
+        )
     )
     return int(ExitCode.OK)
 
@@ -667,7 +672,7 @@ def _confirm_keys(change: Any, *, assume_yes: bool) -> bool:
     for index in range(max(len(old), len(new))):
         left = old[index] if index < len(old) else ""
         right = new[index] if index < len(new) else ""
-        print(f"  {left:<{width}}  {right}")
+        print(printable(f"  {left:<{width}}  {right}"))
     if assume_yes:
         return True
     if not sys.stdin.isatty():
