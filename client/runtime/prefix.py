@@ -20,9 +20,9 @@ layer does with the first keys it gets depends on the call (`CacheLayout`):
 - "transient" (a forward pass with `use_cache=False`): the layer hands attention the prefix and
   the new keys and keeps nothing, so each layer's keys are freed as soon as it is done with them.
 
-The stored tensors are never written. Layer kinds that keep their own bookkeeping (sliding
-windows, ...) are filled through their `update` whatever the layout, which copies, but stays
-correct.
+The stored tensors are never written. Sliding-window layers are replaced by full ones
+(`full_attention_cache`): the window is the mask's business, and a prefix at least a window long
+would otherwise lose keys and shift positions.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
     "compute_prefix",
     "default_prefix_store",
     "embedding_width",
+    "full_attention_cache",
 ]
 
 
@@ -72,36 +73,25 @@ class PrefixKV:
         The returned cache is the caller's to grow; the stored tensors stay untouched.
         `layout` says how plain layers hold what follows the prefix (module docstring).
         """
-        from transformers import DynamicCache
-        from transformers.cache_utils import CacheLayerMixin, DynamicLayer
+        from transformers.cache_utils import DynamicLayer
 
         # "exact" keeps `DynamicLayer`, which concatenates once per update.
         defines = {"growing": _define_growing_layer, "transient": _define_transient_layer}
         define = defines.get(layout)
-        layer_class = None if define is None else _layer_class(define)
-        cache = DynamicCache(config=config)
+        layer_class = DynamicLayer if define is None else _layer_class(define)
+        cache = full_attention_cache(config)
         if len(cache.layers) != len(self.layers):
             raise ValueError(
                 f"the model's cache has {len(cache.layers)} layers but the prefix has "
                 f"{len(self.layers)}: the prefix was computed for another model"
             )
-        pairs = zip(cache.layers, self.layers, strict=True)
-        for index, (layer, (keys, values)) in enumerate(pairs):
+        for index, (keys, values) in enumerate(self.layers):
             wide_keys = keys.expand(batch_size, -1, -1, -1)
             wide_values = values.expand(batch_size, -1, -1, -1)
-            if type(layer) is DynamicLayer:
-                if layer_class is not None:
-                    layer = cache.layers[index] = layer_class()
-                layer.lazy_initialization(wide_keys, wide_values)
-                layer.keys = wide_keys
-                layer.values = wide_values
-            elif isinstance(layer, CacheLayerMixin):
-                layer.update(wide_keys, wide_values)
-            else:
-                raise ValueError(
-                    f"the model's cache layer {type(layer).__name__} keeps no keys and values, "
-                    "so a prompt-tuning prefix cannot be cached for it"
-                )
+            layer = cache.layers[index] = layer_class()
+            layer.lazy_initialization(wide_keys, wide_values)
+            layer.keys = wide_keys
+            layer.values = wide_values
         return cache
 
 
@@ -227,7 +217,6 @@ def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV
     concatenation `cat([embeddings, embed(input_ids)])`.
     """
     import torch
-    from transformers import DynamicCache
 
     if embeddings.ndim != 2 or embeddings.shape[0] == 0:
         raise ValueError(
@@ -243,7 +232,7 @@ def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV
     # that call and may later meet autograd-enabled code.
     with torch.inference_mode(False), torch.no_grad():
         embeddings = embeddings.clone()
-        cache = DynamicCache(config=model.config)
+        cache = full_attention_cache(model.config)
         output = model(
             inputs_embeds=embeddings.unsqueeze(0),
             cache=cache,
@@ -260,6 +249,30 @@ def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV
         num_virtual_tokens=int(embeddings.shape[0]),
         next_token_logits=output.logits[:, -1, :].detach(),
     )
+
+
+def full_attention_cache(config: Any) -> DynamicCache:
+    """A `DynamicCache` for `config` whose layers all keep every key, sliding-window ones included.
+
+    A sliding-window layer keeps only its last `window - 1` keys and counts its length from what
+    it was given; a prefix at least a window long would lose keys that later queries' windows
+    still reach during the prompt, and shift the positions the mask is built from. Kept whole,
+    the keys are the concatenation's, and the window lives in the mask, which transformers
+    builds from absolute positions for sliding layers whatever the cache keeps. That costs the
+    memory a sliding cache would save: `window` keys per layer become all of them.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    cache = DynamicCache(config=config)
+    for index, layer in enumerate(cache.layers):
+        if type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer):
+            raise ValueError(
+                f"the model's cache layer {type(layer).__name__} is not a key/value layer, "
+                "so a prompt-tuning prefix cannot be cached for it"
+            )
+        cache.layers[index] = DynamicLayer()  # type: ignore[no-untyped-call]
+    return cache
 
 
 def embedding_width(model: PreTrainedModel) -> int:
