@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 import torch
 
+from ppatch.runtime.attention import ATTENTION_NAME
 from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
-
+from ppatch.runtime.support import UnsupportedModelError
 
 TOLERANCE = 1e-4
 VOCAB, HIDDEN, HEADS, KV_HEADS, LAYERS = 64, 32, 4, 2, 2
@@ -257,9 +258,8 @@ def cases() -> list[Any]:
         for implementation in IMPLEMENTATIONS:
             if implementation == "sdpa" and not model_class._supports_sdpa:
                 continue  # Gemma2: soft-capping, so transformers refuses SDPA
-            allowed.append(
-                pytest.param(architecture, implementation, id=f"{architecture.name}-{implementation}")
-            )
+            name = f"{architecture.name}-{implementation}"
+            allowed.append(pytest.param(architecture, implementation, id=name))
     return allowed
 
 
@@ -297,3 +297,70 @@ def test_forward_and_generate_equal_the_concatenation(
         torch.testing.assert_close(ours, theirs, atol=TOLERANCE, rtol=0, msg=f"step {step}")
     theirs = peft_logits(model, virtual, input_ids, mask)[:, virtual.shape[0] :]
     torch.testing.assert_close(logits[real], theirs[real], atol=TOLERANCE, rtol=0)
+
+
+def _t5() -> Any:
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(
+        vocab_size=VOCAB, d_model=HIDDEN, d_kv=8, d_ff=64, num_layers=1, num_heads=HEADS
+    )
+    return T5ForConditionalGeneration(config)
+
+
+def _bloom() -> Any:
+    from transformers import BloomConfig, BloomForCausalLM
+
+    return BloomForCausalLM(BloomConfig(vocab_size=VOCAB, hidden_size=HIDDEN, n_layer=1, n_head=4))
+
+
+def _llama_with(implementation: str) -> Any:
+    model = build_model(ARCHITECTURES[0], "sdpa")
+    model.config._attn_implementation_internal = implementation
+    return model
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (_t5, r"^cannot apply patches to T5ForConditionalGeneration: it is an encoder-decoder"),
+        (_bloom, r"^cannot apply patches to BloomForCausalLM: ppatch has not verified .*Llama"),
+        (
+            lambda: _llama_with("flex_attention"),
+            r"^cannot apply patches to LlamaForCausalLM with attention implementation "
+            r"'flex_attention': ppatch has verified only 'sdpa' and 'eager'",
+        ),
+    ],
+    ids=["encoder-decoder", "unverified-architecture", "unverified-attention"],
+)
+def test_models_not_verified_are_refused_up_front_in_one_line(build, message) -> None:
+    from ppatch.errors import UsageError
+
+    model = build()
+    with pytest.raises(UnsupportedModelError, match=message) as refused:
+        PatchedModel(model, list(patches()))
+    assert isinstance(refused.value, UsageError)  # the CLI's usage exit code
+    assert "\n" not in str(refused.value)
+    PatchedModel(model, [])  # the bare model still runs: nothing is patched
+
+
+@pytest.mark.parametrize(
+    ("architecture", "switched"),
+    [(ARCHITECTURES[0], True), (next(a for a in ARCHITECTURES if a.name == "falcon-alibi"), False)],
+    ids=["llama", "falcon"],
+)
+def test_the_attention_switch_runs_only_where_the_matrix_proves_it(architecture, switched) -> None:
+    """Falcon tests `== "sdpa"` itself, so the grouped-SDPA switch would send it down eager."""
+    model = build_model(architecture, "sdpa")
+    seen: list[str] = []
+    handle = model.register_forward_pre_hook(
+        lambda module, args: seen.append(module.config._attn_implementation)
+    )
+    input_ids, mask = left_padded_batch()
+    try:
+        with torch.no_grad():
+            PatchedModel(model, list(patches()))(input_ids=input_ids, attention_mask=mask)
+    finally:
+        handle.remove()
+    assert seen[-1] == (ATTENTION_NAME if switched else "sdpa")
+    assert model.config._attn_implementation == "sdpa"
