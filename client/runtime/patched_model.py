@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ppatch.errors import UsageError
 from ppatch.runtime.attention import grouped_attention_for, uses_sdpa
+from ppatch.runtime.compat import cache_keyword, without_cache
 from ppatch.runtime.prefix import PrefixKV, PrefixStore, default_prefix_store, embedding_width
 from ppatch.runtime.support import Architecture, architecture_of
 
@@ -177,22 +178,22 @@ class PatchedModel:
             mask = _additive_sdpa_mask(mask, length, virtual, self.model.dtype)
         if position_ids is not None:
             position_ids = position_ids + virtual
+        cache = prefix.cache_for_batch(
+            batch_size, self.model.config, "exact" if use_cache else "transient"
+        )
         with _attention_for(self.model, architecture):
             output = self.model(
                 input_ids=input_ids,
                 inputs_embeds=inputs_embeds,
                 attention_mask=mask,
                 position_ids=position_ids,
-                cache=prefix.cache_for_batch(
-                    batch_size, self.model.config, "exact" if use_cache else "transient"
-                ),
                 use_cache=True,
+                **{cache_keyword(self.model): cache},
                 **kwargs,
             )
         if not use_cache:
-            # As the bare model's output without a cache: the field absent, not None. A
-            # ModelOutput cannot drop a key, so it is rebuilt.
-            output = type(output)(**{key: value for key, value in output.items() if key != "cache"})
+            # As the bare model's output without a cache: the field absent, not None.
+            output = without_cache(output)
         if labels is not None:
             # Logits at position i predict token i+1; the first label is predicted by the last
             # virtual token, whose logits the prefix kept.
@@ -270,7 +271,8 @@ class PatchedModel:
         rows = batch_size * self._rows_per_input(kwargs)
         cache = prefix.cache_for_batch(rows, self.model.config, "growing")
         with _attention_for(self.model, architecture):
-            return cast(Any, self.model).generate(input_ids=input_ids, cache=cache, **kwargs)
+            kwargs[cache_keyword(self.model)] = cache
+            return cast(Any, self.model).generate(input_ids=input_ids, **kwargs)
 
     def complete(
         self,
@@ -348,8 +350,9 @@ def _attention_for(model: Any, architecture: Architecture) -> AbstractContextMan
 
 
 def _refuse_cache_arguments(kwargs: dict[str, Any], where: str) -> None:
+    """Refuse a cache of the caller's; drop `None` ones, since the call gets ppatch's own."""
     for name in _CACHE_ARGUMENTS:
-        if kwargs.get(name) is not None:
+        if kwargs.pop(name, None) is not None:
             raise UsageError(
                 f"{where} with patches does not accept {name}=: the cache starts with the "
                 "patches' virtual tokens and is built for each call"

@@ -33,6 +33,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ppatch.runtime.compat import cache_keyword, output_cache
+
 if TYPE_CHECKING:
     import torch
     from transformers import DynamicCache, PreTrainedModel
@@ -235,11 +237,11 @@ def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV
         cache = full_attention_cache(model.config)
         output = model(
             inputs_embeds=embeddings.unsqueeze(0),
-            cache=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{cache_keyword(model): cache},
         )
-    layers = tuple((layer.keys, layer.values) for layer in output.cache.layers)
+    layers = tuple((layer.keys, layer.values) for layer in output_cache(output).layers)
     for keys, values in layers:
         # Nobody may write through these: they back every request's cache.
         keys.requires_grad_(False)

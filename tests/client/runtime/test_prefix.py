@@ -26,7 +26,7 @@ class ForwardsFromPositionZero:
         self._handle = model.model.register_forward_pre_hook(self._seen, with_kwargs=True)
 
     def _seen(self, _module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-        cache = kwargs.get("cache")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
         if cache is None or cache.get_seq_length() == 0:
             self.count += 1
 
