@@ -1,11 +1,11 @@
 """Stream a blob to disk at the speed of the socket, hashing in the same pass.
 
-httpx parses HTTP/1.1 in pure Python (h11), which on a 50 MB body costs a third or more of the
-throughput curl gets from the same URL (benchmarks/client.py). Blobs are immutable GETs, so
-their bodies are read with the standard library's `http.client` instead: `readinto` a reused
-1 MiB buffer, then hash and write the same memory. The retries and error mapping stay in
-`ppatch.registry.client`: this module raises httpx's transport errors and hands error answers
-back as `httpx.Response` objects so the caller treats both paths alike.
+httpx parses HTTP/1.1 in pure Python (h11), which on a large body costs much of the throughput
+curl gets from the same URL (benchmarks/client.py; the figures are in docs/architecture.md).
+Blobs are immutable GETs, so their bodies are read with the standard library's `http.client`
+instead: `readinto` a reused 1 MiB buffer, then hash and write the same memory. The retries and
+error mapping stay in `ppatch.registry.client`: this module raises httpx's transport errors and
+hands error answers back as `httpx.Response` objects so the caller treats both paths alike.
 
 Used only when no proxy applies to the URL (`ppatch.registry.direct_http`); otherwise the
 caller keeps httpx.

@@ -1,8 +1,9 @@
 """Standard-library HTTP connections to a registry, for the paths where httpx costs too much.
 
-httpx is slow to import (~0.15 s with its dependencies, more than the rest of an update check)
-and parses HTTP/1.1 in pure Python. Blob downloads (`ppatch.registry.blobs`) and the update
-check (`ppatch.registry.json_transport`) use `http.client` instead, but only where no proxy applies:
+httpx is slow to import (with its dependencies, longer than the rest of an update check; the
+figures are in docs/architecture.md) and parses HTTP/1.1 in pure Python. Blob downloads
+(`ppatch.registry.blobs`) and the update check (`ppatch.registry.json_transport`) use
+`http.client` instead, but only where no proxy applies:
 `http.client` does not read the proxy variables that httpx honours, so with a proxy the callers
 keep httpx. HTTPS trusts what httpx trusts (`tls_context`), so both transports accept the same
 registries, and both send the same headers (`registry_headers`).
