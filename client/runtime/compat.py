@@ -19,12 +19,12 @@ _NAMES = ("cache", "past_key_values")
 
 def cache_keyword(model: Any) -> str:
     """The keyword `model`'s forward pass and `generate` take a cache by."""
-    return _keyword_of(type(model))
+    return _keyword_of(type(model).forward)
 
 
 @functools.cache
-def _keyword_of(model_class: type) -> str:
-    parameters = inspect.signature(model_class.forward).parameters
+def _keyword_of(forward: Any) -> str:
+    parameters = inspect.signature(forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 
 
