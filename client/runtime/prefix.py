@@ -13,7 +13,7 @@ layer does with the first keys it gets depends on the call (`CacheLayout`):
   `update` copies the prefix and the prompt's keys into buffers of their own with room to spare,
   and later tokens are written into that room, where `DynamicLayer` concatenates (copying the
   whole cache, prefix included) on every decoding step.
-- "exact" (a forward pass that returns its cache): `DynamicLayer` as it is, which concatenates
+- "exact" (a forward pass that returns its cache): `DynamicLayer`'s update, which concatenates
   once, into a tensor of exactly the size needed. Spare room nobody will use would only be more
   memory held until the caller drops the output, and more page faults per forward pass
   (benchmarks/apply.py; the figures are in docs/apply.md).
@@ -75,12 +75,12 @@ class PrefixKV:
         The returned cache is the caller's to grow; the stored tensors stay untouched.
         `layout` says how plain layers hold what follows the prefix (module docstring).
         """
-        from transformers.cache_utils import DynamicLayer
-
-        # "exact" keeps `DynamicLayer`, which concatenates once per update.
-        defines = {"growing": _define_growing_layer, "transient": _define_transient_layer}
-        define = defines.get(layout)
-        layer_class = DynamicLayer if define is None else _layer_class(define)
+        defines = {
+            "growing": _define_growing_layer,
+            "exact": _define_exact_layer,
+            "transient": _define_transient_layer,
+        }
+        layer_class = _layer_class(defines[layout])
         cache = full_attention_cache(config)
         if len(cache.layers) != len(self.layers):
             raise ValueError(
@@ -110,6 +110,29 @@ def _layer_class(define: Callable[[], type]) -> type:
     if layer_class is None:
         layer_class = _DEFINED_LAYERS[define] = define()
     return layer_class
+
+
+def _define_exact_layer() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class ExactLayer(DynamicLayer):  # type: ignore[no-untyped-call]
+        """`DynamicLayer`, which concatenates once per update, with a reset that never writes."""
+
+        def reset(self) -> None:
+            _drop_tensors(self)
+
+    return ExactLayer
+
+
+def _drop_tensors(layer: Any) -> None:
+    """Empty `layer` by dropping its tensors, never by zeroing them.
+
+    Until its first update a layer's tensors are views of the shared prefix; transformers before
+    5.24 resets a `DynamicLayer` by zeroing its tensors in place, which would write into the
+    prefix every request starts from.
+    """
+    layer.keys = layer.values = None
+    layer.is_initialized = False
 
 
 def _define_growing_layer() -> type:
@@ -151,6 +174,10 @@ def _define_growing_layer() -> type:
             self.keys = self._key_buffer[:, :, :length]
             self.values = self._value_buffer[:, :, :length]
             return self.keys, self.values
+
+        def reset(self) -> None:
+            _drop_tensors(self)
+            self._key_buffer = self._value_buffer = None
 
         def _buffers_hold_the_cache(self, length: int) -> bool:
             """Whether `keys`/`values` still view the buffers and `length` tokens fit."""
