@@ -4,15 +4,17 @@ and install throughput of a 50 MB artifact against curl fetching the same URL.
 Everything runs against a local `ppatch-registry serve` started here in a temporary directory,
 so the figures measure the client, not a network. Run:
 
-    .venv/bin/python benchmarks/client.py [--repeat 5] [--outdated-only]
+    .venv/bin/python benchmarks/client.py [--repeat 5] [--outdated-only] [--signed]
 
 `import_httpx_s` and `import_http_client_s` are what loading each HTTP stack costs (interpreter
 start-up included); `httpx_stream_mb_per_s` downloads the 50 MB artifact through httpx's
 streaming API, beside the install's own download stage (standard library where no proxy applies).
 
 `--outdated-only` skips the 50 MB artifact (its publish, curl and the installs), for quick
-start-up measurements. `outdated_imports_httpx` says whether the `outdated` run loaded httpx
-(it should not: docs/cli.md). `outdated_20_patches_s` runs Python as this shell does; with
+start-up measurements. `--signed` runs `ppatch-registry tuf init` first, so `outdated` also
+refreshes the signed index (tuf.ngclient) and checks every installed patch against it.
+`outdated_imports_httpx` says whether the `outdated` run loaded httpx (it should not:
+docs/cli.md). `outdated_20_patches_s` runs Python as this shell does; with
 PYTHONDONTWRITEBYTECODE set (`bytecode_cache_disabled`), every run compiles the ppatch sources
 again, which an installed wheel never does, so `outdated_cached_bytecode_s` repeats the
 measurement with a bytecode cache (PYTHONPYCACHEPREFIX in the temporary folder, warmed first).
@@ -149,10 +151,11 @@ def main() -> int:
     parser.add_argument(
         "--outdated-only", action="store_true", help="skip the 50 MB download measurements"
     )
+    parser.add_argument("--signed", action="store_true", help="the registry signs its index")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ppatch-bench-"))
     try:
-        return run(root, args.repeat, outdated_only=args.outdated_only)
+        return run(root, args.repeat, outdated_only=args.outdated_only, signed=args.signed)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -166,7 +169,7 @@ def imports_httpx(ppatch: list[str], argv: list[str], env: dict[str, str]) -> bo
     return any(line.split("|")[-1].strip() == "httpx" for line in done.stderr.splitlines())
 
 
-def run(root: Path, repeat: int, *, outdated_only: bool = False) -> int:
+def run(root: Path, repeat: int, *, outdated_only: bool = False, signed: bool = False) -> int:
     registry_home, client_home, model = root / "registry", root / "client", root / "model"
     registry_home.mkdir()
     model.mkdir()
@@ -180,6 +183,8 @@ def run(root: Path, repeat: int, *, outdated_only: bool = False) -> int:
     registry_admin(registry_home, "namespace", "create", "bench")
     registry_admin(registry_home, "key", "add", "bench", str(root / "key.pub"))
     token = registry_admin(registry_home, "token", "create", "bench", "--scope", "publish")
+    if signed:
+        registry_admin(registry_home, "tuf", "init", "--key-dir", str(root / "root-keys"))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PPATCH_")}
     env.update(PPATCH_HOME=str(client_home), PPATCH_NO_PROGRESS="1", PPATCH_TOKEN=token)
@@ -223,6 +228,7 @@ def run(root: Path, repeat: int, *, outdated_only: bool = False) -> int:
             "outdated_cached_bytecode_cpu_s": round(statistics.median(cached_cpu), 3),
             "outdated_target_s": 0.3,
             "outdated_imports_httpx": imports_httpx(ppatch, outdated_argv, env),
+            "signed_index": signed,
         }
         if not outdated_only:
             figures.update(download_figures(root, url, token, fingerprint, key, model, env, repeat))

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -20,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from registry_server import __version__, admin
+from registry_server import __version__, admin, tuf_commands
 from registry_server import fsck as fsck_module
 from registry_server.config import Settings
 from registry_server.db import create_registry_engine, session_factory
@@ -43,6 +44,7 @@ _EXIT_FOR_CODE = {
     ErrorCode.CONFLICT: EXIT_CONFLICT,
     ErrorCode.VERSION_EXISTS: EXIT_CONFLICT,
     ErrorCode.INVALID_REQUEST: EXIT_USAGE,
+    ErrorCode.INVALID_SIGNATURE: 3,  # as the client's verification failures
 }
 
 
@@ -118,6 +120,16 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def _connection_limits(settings: Settings) -> dict[str, Any]:
+    """Uvicorn's settings that bound a slow or idle client (docs/registry.md, "Limits")."""
+    from registry_server.request_limits import server_protocol
+
+    return {
+        "http": server_protocol(),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+    }
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -133,6 +145,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             log_level=args.log_level,
+            **_connection_limits(settings),
         )
         return 0
     app = create_app(settings, engine=engine)
@@ -142,6 +155,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        **_connection_limits(settings),
     )
     return 0
 
@@ -316,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         "storing a blob and committing its row right now; 0 only when no server is running",
     )
     fsck.set_defaults(handler=_fsck)
+    tuf_commands.register(commands, _Parser)
     return parser
 
 
