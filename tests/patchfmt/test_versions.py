@@ -81,6 +81,82 @@ NPM_TABLE = [
 ]
 
 
+# Every operator, each on both sides of its boundary, written by hand from npm's docs
+# (https://github.com/npm/node-semver#ranges): a `>` that behaved as `>=`, a `<` as `<=`, or a
+# dropped `||` alternative each flips at least one row.
+OPERATOR_TABLE = [
+    (">1.2.0", "1.2.0", False),
+    (">1.2.0", "1.2.1", True),
+    (">1.2.0", "1.1.9", False),
+    (">=1.2.0", "1.2.0", True),
+    (">=1.2.0", "1.1.9", False),
+    ("<1.2.0", "1.2.0", False),
+    ("<1.2.0", "1.1.9", True),
+    ("<1.2.0", "1.2.1", False),
+    ("<=1.2.0", "1.2.0", True),
+    ("<=1.2.0", "1.2.1", False),
+    ("<=1.2.0", "0.0.1", True),
+    (">1.2", "1.2.9", False),  # a partial version: `>1.2` is `>=1.3.0`
+    (">1.2", "1.3.0", True),
+    ("<=1.2", "1.2.9", True),  # `<=1.2` is `<1.3.0`
+    ("<=1.2", "1.3.0", False),
+    (">1.0.0 <1.2.0", "1.0.0", False),
+    (">1.0.0 <1.2.0", "1.1.0", True),
+    (">1.0.0 <1.2.0", "1.2.0", False),
+    ("1.0.0 || 2.0.0", "1.0.0", True),
+    ("1.0.0 || 2.0.0", "2.0.0", True),
+    ("1.0.0 || 2.0.0", "1.5.0", False),
+    ("<1.0.0 || >2.0.0", "0.9.0", True),
+    ("<1.0.0 || >2.0.0", "1.0.0", False),
+    ("<1.0.0 || >2.0.0", "2.0.0", False),
+    ("<1.0.0 || >2.0.0", "2.0.1", True),
+    ("^1.2.3", "1.2.3", True),
+    ("^1.2.3", "1.2.2", False),
+    ("^1.2.3", "1.99.0", True),
+    ("^1.2.3", "2.0.0", False),
+    ("^0.0.3", "0.0.3", True),
+    ("~1.2.3", "1.2.3", True),
+    ("~1.2.3", "1.2.2", False),
+    ("~1", "1.9.0", True),
+    ("~1", "2.0.0", False),
+    ("1.x", "1.0.0", True),
+    ("1.x", "1.99.99", True),
+    ("1.x", "2.0.0", False),
+    ("1.x", "0.9.9", False),
+    ("1.2.x", "1.2.7", True),
+    ("1.2.x", "1.3.0", False),
+    ("1.2.*", "1.2.0", True),
+    ("x", "9.9.9", True),
+    ("1", "1.5.0", True),
+    ("1", "2.0.0", False),
+    # Pre-releases: excluded unless named on the same major.minor.patch.
+    (">1.2.0", "1.2.1-rc.1", False),
+    (">1.2.1-rc.1", "1.2.1-rc.2", True),
+    (">1.2.1-rc.1", "1.2.1-rc.1", False),
+    (">1.2.1-rc.1", "1.2.1", True),
+    ("<1.2.1-rc.2", "1.2.1-rc.1", True),
+    ("<=1.2.1-rc.2", "1.2.1-rc.2", True),
+    ("1.x", "1.5.0-rc.1", False),
+    ("~1.2.3-beta.1", "1.2.3-beta.2", True),
+    ("~1.2.3-beta.1", "1.2.3", True),
+    ("~1.2.3-beta.1", "1.2.4-beta.1", False),
+    ("1.2.3-alpha || 2.0.0", "1.2.3-alpha", True),
+    ("1.2.3-alpha || 2.0.0", "1.2.3-beta", False),
+    ("1.0.0-rc.1", "1.0.0-rc.10", False),
+    (">=1.0.0-rc.2", "1.0.0-rc.10", True),  # numeric identifiers compare as numbers
+    (">=1.0.0-rc.2", "1.0.0-rc.1", False),
+    (">=1.0.0-alpha", "1.0.0-alpha.1", True),  # a longer pre-release ranks higher
+    (">1.0.0-beta", "1.0.0-alpha.9", False),
+]
+
+
+@pytest.mark.parametrize(("text", "version", "expected"), OPERATOR_TABLE)
+def test_every_operator_on_both_sides_of_its_boundary(
+    text: str, version: str, expected: bool
+) -> None:
+    assert VersionRange.parse(text).contains(parse_version(version)) is expected
+
+
 @pytest.mark.parametrize(("text", "version", "expected"), NPM_TABLE)
 def test_ranges_follow_npm(text: str, version: str, expected: bool) -> None:
     assert VersionRange.parse(text).contains(parse_version(version)) is expected
@@ -90,6 +166,8 @@ def test_ranges_follow_npm(text: str, version: str, expected: bool) -> None:
 # bound `<X.Y.Z` excludes X.Y.Z's own pre-releases (npm desugars `^`, `~` and `1.2` that way).
 INCLUDE_PRERELEASE_TABLE = [
     ("*", "1.0.0-rc.1", True),
+    ("*", "0.0.0-rc.1", True),
+    ("x", "0.0.0-rc.1", True),
     ("^1.2", "1.5.0-beta", True),
     ("^1.2", "2.0.0-rc.1", False),
     ("1.2", "1.2.0-beta", False),
@@ -126,7 +204,9 @@ def test_exact_is_set_only_for_a_pin(text: str, exact: str | None) -> None:
     assert (None if found is None else str(found)) == exact
 
 
-@pytest.mark.parametrize("text", ["abc", ">=", "1.2.3.4", "~>1.2", "^", "1.2.3 ||| 2", "x" * 300])
+@pytest.mark.parametrize(
+    "text", ["abc", ">=", "1.2.3.4", "~>1.2", "^", "1.2.3 ||| 2", "!=1.2.0", "x" * 300]
+)
 def test_invalid_ranges_are_refused(text: str) -> None:
     with pytest.raises(InvalidRangeError) as caught:
         VersionRange.parse(text)
@@ -180,27 +260,60 @@ versions = st.builds(
     st.integers(0, 3),
     st.sampled_from([(), ("rc", "1"), ("alpha",)]),
 )
-ranges = st.sampled_from(["", "1", "1.2", "^1.1", "~2.0.1", ">=1.0.0 <3", "1.x || 3.x", "2.1.0"])
+# Each range as the half-open intervals of `major.minor.patch` it spans, written by hand (not
+# derived from VersionRange): the oracle of the property test below.
+Triple = tuple[int, int, int]
+INTERVALS: dict[str, list[tuple[Triple, Triple]]] = {
+    "": [((0, 0, 0), (99, 0, 0))],
+    "1": [((1, 0, 0), (2, 0, 0))],
+    "1.2": [((1, 2, 0), (1, 3, 0))],
+    "^1.1": [((1, 1, 0), (2, 0, 0))],
+    "~2.0.1": [((2, 0, 1), (2, 1, 0))],
+    ">=1.0.0 <3": [((1, 0, 0), (3, 0, 0))],
+    "1.x || 3.x": [((1, 0, 0), (2, 0, 0)), ((3, 0, 0), (4, 0, 0))],
+}
+EXACT = "2.1.0"
+
+
+def expected_contains(text: str, version: Version, allow_prerelease: bool) -> bool:
+    """None of these ranges names a pre-release, so a pre-release is in only with
+    `allow_prerelease`, and then never below its interval's lower bound (1.2.0-rc.1 < 1.2.0) nor
+    at the upper bound's own release (`<2.0.0` excludes 2.0.0-rc.1)."""
+    triple = (version.major, version.minor, version.patch)
+    if version.prerelease and not allow_prerelease:
+        return False
+    if text == "":
+        return True
+    return any(
+        low <= triple < high and not (version.prerelease and triple == low)
+        for low, high in INTERVALS[text]
+    )
+
+
+ranges = st.sampled_from([*INTERVALS, EXACT])
 
 
 @given(st.lists(st.tuples(versions, st.booleans()), max_size=12), ranges, st.booleans())
 def test_selection_is_the_highest_eligible_candidate(
     candidates: list[tuple[Version, bool]], text: str, allow_prerelease: bool
 ) -> None:
-    version_range = VersionRange.parse(text)
-    chosen = select_version(candidates, version_range, allow_prerelease=allow_prerelease)
-    if version_range.exact is not None:
-        pinned = [v for v, _ in candidates if v == version_range.exact]
+    chosen = select_version(candidates, VersionRange.parse(text), allow_prerelease=allow_prerelease)
+    if text == EXACT:  # a pin: that version, even yanked
+        pinned = [v for v, _ in candidates if str(v) == EXACT]
         assert chosen == (max(pinned) if pinned else None)
         return
     eligible = [
-        v
-        for v, yanked in candidates
-        if not yanked and version_range.contains(v, include_prerelease=allow_prerelease)
+        v for v, yanked in candidates if not yanked and expected_contains(text, v, allow_prerelease)
     ]
     assert chosen == (max(eligible) if eligible else None)
-    if chosen is not None:
-        assert not chosen.prerelease or allow_prerelease
+
+
+@given(versions, st.sampled_from(list(INTERVALS)), st.booleans())
+def test_contains_agrees_with_the_hand_written_intervals(
+    version: Version, text: str, allow_prerelease: bool
+) -> None:
+    found = VersionRange.parse(text).contains(version, include_prerelease=allow_prerelease)
+    assert found is expected_contains(text, version, allow_prerelease)
 
 
 @given(versions)

@@ -406,3 +406,37 @@ def test_upgrade_moves_off_a_yanked_version_even_to_an_older_one(
     assert result.code == 0, result.err
     assert "downgraded acme/rollback 1.0.0 (was 1.1.0)" in result.out
     assert outdated(ppatch, models.a)[0] == 0
+
+
+def test_outdated_flags_a_yanked_install_even_with_nothing_newer(
+    ppatch: Any, registry: Registry, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The package's only release: after the yank there is no update to offer, so only the
+    # yank itself can make `outdated` ask for attention.
+    registry.publish(
+        build_patch("acme/lonely", "1.0.0", models.fingerprint_a, registry.keys["acme"])
+    )
+    assert ppatch("install", "acme/lonely", "--model", models.a).code == 0
+    assert outdated(ppatch, models.a)[0] == 0
+    monkeypatch.setenv("PPATCH_TOKEN", registry.tokens["acme"])
+    assert ppatch("yank", "acme/lonely@1.0.0", "--reason", "unsafe").code == 0
+    code, rows = outdated(ppatch, models.a)
+    assert code == 1
+    assert rows["acme/lonely"]["yanked"] is True
+    assert rows["acme/lonely"]["update_available"] is False
+    text = ppatch("outdated", "--model", models.a)
+    assert text.code == 1
+    assert "YANKED: unsafe" in text.out
+
+
+def test_install_pre_is_honoured(ppatch: Any, registry: Registry, models: Models) -> None:
+    for version in ("1.0.0", "1.1.0-rc.1"):
+        registry.publish(
+            build_patch("acme/preview", version, models.fingerprint_a, registry.keys["acme"])
+        )
+    plain = ppatch("install", "acme/preview", "--model", models.a, "--dry-run", "--json")
+    assert plain.code == 0, plain.err
+    assert [p["version"] for p in json.loads(plain.out)["packages"]] == ["1.0.0"]
+    pre = ppatch("install", "acme/preview", "--pre", "--model", models.a)
+    assert pre.code == 0, pre.err
+    assert installed(ppatch, models.a) == [("acme/preview", "1.1.0-rc.1")]
