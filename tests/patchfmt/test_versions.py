@@ -14,6 +14,7 @@ from patchfmt import (
     parse_version,
     select_version,
 )
+from tests.patchfmt.range_oracle import INTERVALS, expected_contains
 
 
 @pytest.mark.parametrize(
@@ -260,34 +261,7 @@ versions = st.builds(
     st.integers(0, 3),
     st.sampled_from([(), ("rc", "1"), ("alpha",)]),
 )
-# Each range as the half-open intervals of `major.minor.patch` it spans, written by hand (not
-# derived from VersionRange): the oracle of the property test below.
-Triple = tuple[int, int, int]
-INTERVALS: dict[str, list[tuple[Triple, Triple]]] = {
-    "": [((0, 0, 0), (99, 0, 0))],
-    "1": [((1, 0, 0), (2, 0, 0))],
-    "1.2": [((1, 2, 0), (1, 3, 0))],
-    "^1.1": [((1, 1, 0), (2, 0, 0))],
-    "~2.0.1": [((2, 0, 1), (2, 1, 0))],
-    ">=1.0.0 <3": [((1, 0, 0), (3, 0, 0))],
-    "1.x || 3.x": [((1, 0, 0), (2, 0, 0)), ((3, 0, 0), (4, 0, 0))],
-}
 EXACT = "2.1.0"
-
-
-def expected_contains(text: str, version: Version, allow_prerelease: bool) -> bool:
-    """None of these ranges names a pre-release, so a pre-release is in only with
-    `allow_prerelease`, and then never below its interval's lower bound (1.2.0-rc.1 < 1.2.0) nor
-    at the upper bound's own release (`<2.0.0` excludes 2.0.0-rc.1)."""
-    triple = (version.major, version.minor, version.patch)
-    if version.prerelease and not allow_prerelease:
-        return False
-    if text == "":
-        return True
-    return any(
-        low <= triple < high and not (version.prerelease and triple == low)
-        for low, high in INTERVALS[text]
-    )
 
 
 ranges = st.sampled_from([*INTERVALS, EXACT])
