@@ -34,8 +34,40 @@ def test_invalid_versions_are_refused_naming_the_input(text: str) -> None:
 
 
 def test_overlong_version_is_refused() -> None:
-    with pytest.raises(InvalidVersionError, match="at most 128"):
-        parse_version("1.2.3-" + "a" * 200)
+    text = "1.2.3-" + "a" * 200
+    with pytest.raises(InvalidVersionError) as caught:
+        parse_version(text)
+    # The message quotes the first 40 characters, then the length and the limit.
+    assert str(caught.value) == f"version {text[:40]!r}... is 206 characters; at most 128"
+
+
+def test_the_longest_allowed_version_and_range_parse() -> None:
+    version = "1.2.3-" + "a" * 122
+    assert len(version) == 128 and str(parse_version(version)) == version
+    padded = "1.2.3" + " " * 251  # 256 characters: the limit counts what was written
+    assert len(padded) == 256 and VersionRange.parse(padded).exact == parse_version("1.2.3")
+    with pytest.raises(InvalidRangeError, match="at most 256"):
+        VersionRange.parse(padded + " ")
+
+
+@pytest.mark.parametrize("value", [None, 3, b"1.2.3"])
+def test_a_version_or_range_that_is_not_a_string_is_refused(value: object) -> None:
+    with pytest.raises(InvalidVersionError, match="version must be a string, found"):
+        parse_version(value)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRangeError, match="version range must be a string, found"):
+        VersionRange.parse(value)  # type: ignore[arg-type]
+
+
+def test_the_any_range() -> None:
+    any_range = VersionRange.any()
+    assert any_range.is_any and str(any_range) == "*" and any_range.exact is None
+    assert any_range.contains(parse_version("0.0.1"))
+    assert not any_range.contains(parse_version("0.0.1-rc.1"))
+
+
+@pytest.mark.parametrize(("text", "shown"), [(" ^1.2 ", "^1.2"), ("", "*"), ("latest", "latest")])
+def test_a_range_shows_as_written(text: str, shown: str) -> None:
+    assert str(VersionRange.parse(text)) == shown
 
 
 # (range, version, satisfies) as npm's `semver.satisfies` answers.
@@ -71,6 +103,7 @@ NPM_TABLE = [
     ("*", "1.0.0-rc.1", False),
     ("latest", "1.0.0-rc.1", False),
     ("<2.0.0", "2.0.0-rc.1", False),
+    ("<=1.2.3", "1.2.3-rc.1", False),
     ("^1.2", "1.5.0-beta", False),
     (">=1.2.3-alpha.1", "1.2.3-alpha.7", True),
     (">=1.2.3-alpha.1", "3.4.5-alpha.9", False),
@@ -169,6 +202,9 @@ INCLUDE_PRERELEASE_TABLE = [
     ("*", "1.0.0-rc.1", True),
     ("*", "0.0.0-rc.1", True),
     ("x", "0.0.0-rc.1", True),
+    ("X", "0.0.0-rc.1", True),
+    ("", "0.0.0-rc.1", True),
+    ("latest", "0.0.0-rc.1", True),
     ("^1.2", "1.5.0-beta", True),
     ("^1.2", "2.0.0-rc.1", False),
     ("1.2", "1.2.0-beta", False),
@@ -190,6 +226,7 @@ def test_include_prerelease(text: str, version: str, expected: bool) -> None:
     [
         ("1.2.3", "1.2.3"),
         ("=1.2.3", "1.2.3"),
+        ("v1.2.3", "1.2.3"),
         ("1.2.3-rc.1", "1.2.3-rc.1"),
         ("1.2", None),
         ("^1.2.3", None),
@@ -212,6 +249,10 @@ def test_invalid_ranges_are_refused(text: str) -> None:
     with pytest.raises(InvalidRangeError) as caught:
         VersionRange.parse(text)
     assert repr(text[:40]) in str(caught.value) or repr(text) in str(caught.value)
+    if len(text) <= 256:  # a range that is only malformed says what a good one looks like
+        assert "such as '1.2', '1.2.3', '^1.2', '~1.2.3', '>=1.0.0 <2.0.0', '*' or 'latest'" in (
+            str(caught.value)
+        )
 
 
 CANDIDATES = [
@@ -252,6 +293,11 @@ def test_select_version(text: str, allow_prerelease: bool, expected: str | None)
 
 def test_select_version_of_nothing_is_none() -> None:
     assert select_version([], VersionRange.parse("")) is None
+
+
+def test_select_version_skips_pre_releases_unless_asked() -> None:
+    candidates = [(parse_version("1.0.0"), False), (parse_version("1.1.0-rc.1"), False)]
+    assert str(select_version(candidates, VersionRange.parse("^1.0"))) == "1.0.0"
 
 
 versions = st.builds(
