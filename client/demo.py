@@ -319,7 +319,7 @@ def run_demo(directory: Path | None = None, *, world_root: Path | None = None) -
             TOTAL_STEPS,
             "Vendor: build the miniature world (a toxic base model M, a safe reference M')",
         )
-        from ppatch.miniature import build_world
+        from ppatch.miniature.world import build_world
 
         world = build_world(world_root)
         _say(f"  base model M:       {world.base}")

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch import constants, store
+from ppatch import config, constants, store
 from ppatch.errors import NotFoundError, UsageError, VerificationError
+from ppatch.install_plan import InstallAction, changes, plan_lockfile
 from ppatch.progress import deferred_progress, progress
 from ppatch.registry.errors import RegistryNotFoundError
 from ppatch.resolver import Pin, Resolution, resolve
@@ -27,14 +27,15 @@ from ppatch.trust import ensure_trusted, public_keys
 
 if TYPE_CHECKING:
     from patchfmt import PackageSpec
+    from ppatch.lockfile import Lockfile
     from ppatch.registry.client import RegistryClient
 
 __all__ = [
-    "InstallAction",
     "ModelTarget",
     "Pin",
+    "carry_out",
     "fetch_verified",
-    "find_installed",
+    "install_locked",
     "model_target",
     "record",
     "resolve_spec",
@@ -52,48 +53,6 @@ class ModelTarget:
 
     path: Path
     fingerprint: str
-
-
-@dataclass(frozen=True)
-class InstallAction:
-    """What an install does, or would do, for one package.
-
-    `action` is "install", "upgrade", "downgrade", "reinstall" or "unchanged"; `pin` is None
-    only for "unchanged" when the installed version already satisfied the request.
-    """
-
-    name: str
-    version: str
-    action: str
-    pin: Pin | None = None
-    previous: str | None = None
-    warnings: tuple[str, ...] = ()
-
-    def as_json(self) -> dict[str, Any]:
-        pin = self.pin
-        return {
-            "name": self.name,
-            "version": self.version,
-            "previous_version": self.previous,
-            "action": self.action,
-            "sha256": pin.sha256 if pin else None,
-            "size": pin.size if pin else None,
-            "url": pin.url if pin else None,
-            "yanked": pin.yanked if pin else False,
-            "warnings": list(self.warnings),
-        }
-
-    def installed_entry(self, registry: str | None) -> store.InstalledPatch:
-        assert self.pin is not None
-        return store.InstalledPatch(
-            name=self.pin.full_name,
-            version=self.pin.version,
-            sha256=self.pin.sha256,
-            size=self.pin.size,
-            registry=registry,
-            url=self.pin.url,
-            filename=self.pin.filename,
-        )
 
 
 def model_target(model: str) -> ModelTarget:
@@ -117,17 +76,6 @@ def parse_spec(text: str) -> PackageSpec:
         return PackageSpec.parse(text)
     except ValueError as error:
         raise UsageError(str(error)) from error
-
-
-def find_installed(state: store.InstalledSet, name: str) -> store.InstalledPatch | None:
-    """An installed package by `ns/name`, or by bare `name` when exactly one has it."""
-    if "/" in name:
-        return state.find(name)
-    matches = [patch for patch in state.patches if patch.name.split("/", 1)[1] == name]
-    if len(matches) > 1:
-        names = ", ".join(patch.name for patch in matches)
-        raise UsageError(f"{name!r} is ambiguous on this model: {names}; add the namespace")
-    return matches[0] if matches else None
 
 
 def _known_names(client: RegistryClient, name: str) -> list[str]:
@@ -220,28 +168,6 @@ def fetch_verified(client: RegistryClient | None, pin: Pin, fingerprint: str) ->
         return store.store_blob(temporary, pin.sha256)
 
 
-def classify(pin: Pin, installed: store.InstalledPatch | None) -> str:
-    from patchfmt import parse_version
-
-    if installed is None:
-        return "install"
-    if installed.sha256 == pin.sha256:
-        return "unchanged"
-    before, after = parse_version(installed.version), parse_version(pin.version)
-    if after > before:
-        return "upgrade"
-    return "downgrade" if after < before else "reinstall"
-
-
-def satisfied(installed: store.InstalledPatch, spec: PackageSpec) -> bool:
-    """True when the installed version already meets the spec's range (pip's no-op)."""
-    from patchfmt import parse_version
-
-    if spec.range.is_any:
-        return True  # no range asked for: whatever is installed will do, as in pip
-    return bool(spec.range.contains(parse_version(installed.version)))
-
-
 def record(
     target: ModelTarget,
     entries: Sequence[store.InstalledPatch],
@@ -259,6 +185,62 @@ def record(
         return state
 
 
-def warn(messages: Sequence[str]) -> None:
-    for message in messages:
-        print(f"ppatch: warning: {message}", file=sys.stderr)
+def carry_out(
+    client: RegistryClient | None,
+    target: ModelTarget,
+    actions: Sequence[InstallAction],
+    registry: str | None,
+) -> None:
+    """Download and verify everything first; record the lot only when all of it passed."""
+    changing = changes(actions)
+    for action in changing:
+        assert action.pin is not None
+        fetch_verified(client, action.pin, target.fingerprint)
+    if changing:
+        record(target, [action.installed_entry(registry) for action in changing])
+
+
+def install_locked(
+    target: ModelTarget,
+    locked: Lockfile,
+    *,
+    source: str,
+    registry: str | None = None,
+    dry_run: bool = False,
+) -> list[InstallAction]:
+    """Install the exact files of a lockfile: each from the blob cache when its sha256 is
+    there, else downloaded from `registry` (or the entry's own) and verified. Nothing is
+    recorded unless every file passed. Returns the plan, carried out unless `dry_run`."""
+    from ppatch.registry.client import RegistryClient
+
+    if locked.fingerprint != target.fingerprint:
+        raise VerificationError(
+            f"lockfile {source!r} was frozen for model {locked.fingerprint}, but "
+            f"{str(target.path)!r} has fingerprint {target.fingerprint}"
+        )
+    state = store.read_installed(target.fingerprint)
+    actions = plan_lockfile(state, locked.entries, target.fingerprint)
+    entries = {entry.name: entry for entry in locked.entries}
+    clients: dict[str, RegistryClient] = {}
+    try:
+        for action in changes(actions):
+            assert action.pin is not None
+            entry = entries[action.name]
+            source_client = None
+            if not store.has_blob(entry.sha256):
+                url = config.resolve_registry(registry or entry.registry)
+                if url not in clients:
+                    clients[url] = RegistryClient(url)
+                source_client = clients[url]
+                if entry.size is None:
+                    raise UsageError(
+                        f"lockfile entry {entry.name} has no size; cannot verify a download"
+                    )
+            if not dry_run:
+                fetch_verified(source_client, action.pin, target.fingerprint)
+    finally:
+        for client in clients.values():
+            client.close()
+    if not dry_run and changes(actions):
+        record(target, [entries[action.name].as_installed() for action in changes(actions)])
+    return actions

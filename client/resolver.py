@@ -129,8 +129,14 @@ def _releases(index: Index) -> list[tuple[Any, Mapping[str, Any]]]:
             parsed.append((parse_version(str(release["version"])), release))
         except (KeyError, ValueError):
             continue
-    parsed.sort(key=lambda pair: pair[0], reverse=True)
+    parsed.sort(key=_by_version, reverse=True)
     return parsed
+
+
+def _by_version(pair: tuple[Any, Mapping[str, Any]]) -> Any:
+    from patchfmt.versions import version_sort_key
+
+    return version_sort_key(str(pair[1]["version"]))
 
 
 def _artifact_for(release: Mapping[str, Any], fingerprint: str) -> Mapping[str, Any] | None:
@@ -204,7 +210,7 @@ def _resolve_in(
 
 def _listing(releases: Iterable[tuple[Any, Mapping[str, Any]]]) -> list[str]:
     shown = []
-    for _, release in sorted(releases, key=lambda pair: pair[0]):
+    for _, release in sorted(releases, key=_by_version):
         suffix = " (yanked)" if release.get("yanked") else ""
         shown.append(f"{release['version']}{suffix}")
     return shown
@@ -212,7 +218,7 @@ def _listing(releases: Iterable[tuple[Any, Mapping[str, Any]]]) -> list[str]:
 
 def _fingerprints(releases: Iterable[tuple[Any, Mapping[str, Any]]]) -> list[str]:
     found: dict[str, list[str]] = {}
-    for _, release in sorted(releases, key=lambda pair: pair[0]):
+    for _, release in sorted(releases, key=_by_version):
         for artifact in release.get("artifacts", []):
             found.setdefault(str(artifact.get("fingerprint")), []).append(str(release["version"]))
     return [f"{fp} ({', '.join(versions)})" for fp, versions in sorted(found.items())]

@@ -23,7 +23,12 @@ from patchfmt.errors import (
     InvalidVersionError,
     UnsupportedFormatError,
 )
-from patchfmt.names import parse_package_name, validate_name_part
+from patchfmt.names import (
+    MAX_NAME_PART_LENGTH,
+    NAME_PART_PATTERN,
+    parse_package_name,
+    validate_name_part,
+)
 from patchfmt.versions import parse_version
 from patchfmt.weights import array_from_weights, inspect_weights
 
@@ -213,7 +218,7 @@ class Manifest(BaseModel):
                 pass
         raise ValueError(
             "expected 'toxicity', 'bias', 'harm' or 'custom:<word>' with <word> matching "
-            "[a-z0-9][a-z0-9_-]* (at most 64 characters)"
+            f"{NAME_PART_PATTERN.pattern} (at most {MAX_NAME_PART_LENGTH} characters)"
         )
 
     @field_validator("summary")

@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from patchfmt.names import MAX_NAME_PART_LENGTH, NAME_PART_PATTERN
+
 __all__ = [
     "SCOPES",
     "Artifact",
@@ -76,14 +78,15 @@ def _hex_check(column: str, length: int, name: str, prefix: str = "") -> list[Ch
 
 
 def _name_check(column: str, name: str) -> list[CheckConstraint]:
-    """The rule of `registry_server.names` as constraints."""
+    """The name rule of `patchfmt.names` as constraints (SQLite has no regular expressions:
+    its GLOB spells the same character rule)."""
     portable = CheckConstraint(
-        f"length({column}) BETWEEN 1 AND 64 AND {column} = lower({column})",
+        f"length({column}) BETWEEN 1 AND {MAX_NAME_PART_LENGTH} AND {column} = lower({column})",
         name=f"{name}_length",
     )
-    postgres = CheckConstraint(f"{column} ~ '^[a-z0-9][a-z0-9_-]*$'", name=f"{name}_chars").ddl_if(
-        dialect="postgresql"
-    )
+    postgres = CheckConstraint(
+        f"{column} ~ '^{NAME_PART_PATTERN.pattern}$'", name=f"{name}_chars"
+    ).ddl_if(dialect="postgresql")
     sqlite = CheckConstraint(
         f"{column} NOT GLOB '*[^a-z0-9_-]*' AND substr({column}, 1, 1) GLOB '[a-z0-9]'",
         name=f"{name}_chars",

@@ -30,6 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import patchfmt
+from patchfmt.blob_paths import blob_url
+from patchfmt.versions import is_prerelease, version_sort_key
 from registry_server.admin import Actor, record_audit
 from registry_server.context import Registry
 from registry_server.errors import ErrorCode, RegistryError
@@ -41,14 +43,12 @@ from registry_server.models import (
     Release,
     SigningKey,
 )
-from registry_server.versions import is_prerelease, version_key
 
 __all__ = [
     "MULTIPART_OVERHEAD",
     "PublishResult",
     "ReceivedUpload",
     "artifact_filename",
-    "blob_url",
     "check_name",
     "check_signature",
     "existing_outcome",
@@ -261,10 +261,6 @@ def artifact_filename(namespace: str, name: str, version: str, fingerprint: str)
     return f"{namespace}-{name}-{version}-{short}.ppatch"
 
 
-def blob_url(sha256: str) -> str:
-    return f"/blobs/sha256/{sha256}"
-
-
 def _body(
     namespace: str, name: str, version: str, fingerprint: str, sha256: str, size: int
 ) -> dict[str, Any]:
@@ -345,7 +341,7 @@ def record_release(
         session.flush()
     # The package's description follows its newest release.
     versions = session.scalars(select(Release.version).where(Release.package_id == package.id))
-    if max(versions, key=version_key) == version:
+    if max(versions, key=version_sort_key) == version:
         package.domain = str(manifest.domain)
         package.summary = manifest.summary
     package.index_etag = secrets.token_hex(16)

@@ -17,15 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch import config, install, lockfile, store
-from ppatch.atomic import atomic_write_text
+from patchfmt.atomic import atomic_write_text
+from ppatch import config, install, install_plan, installed, lockfile, store
 from ppatch.errors import (
     ExitCode,
     NotFoundError,
     PermissionDeniedError,
     UsageError,
-    VerificationError,
 )
+from ppatch.install_plan import InstallAction
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
@@ -125,7 +125,7 @@ def _info(args: argparse.Namespace) -> int:
 # -- install, upgrade, remove --------------------------------------------------------------
 
 
-def _report(actions: list[install.InstallAction], *, dry_run: bool, as_json: bool) -> None:
+def _report(actions: list[InstallAction], *, dry_run: bool, as_json: bool) -> None:
     if as_json:
         _print_json({"dry_run": dry_run, "packages": [action.as_json() for action in actions]})
         return
@@ -146,23 +146,10 @@ def _report(actions: list[install.InstallAction], *, dry_run: bool, as_json: boo
             print(f"{done} {action.name} {action.version}{before}")
 
 
-def _apply(
-    client: RegistryClient | None,
-    target: install.ModelTarget,
-    actions: list[install.InstallAction],
-    registry: str | None,
-) -> None:
-    """Download and verify everything first; record the lot only when all of it passed."""
+def _warn(actions: list[InstallAction]) -> None:
     for action in actions:
-        if action.pin is not None and action.action != "unchanged":
-            install.fetch_verified(client, action.pin, target.fingerprint)
-    entries = [
-        action.installed_entry(registry)
-        for action in actions
-        if action.pin is not None and action.action != "unchanged"
-    ]
-    if entries:
-        install.record(target, entries)
+        for message in action.warnings:
+            print(f"ppatch: warning: {message}", file=sys.stderr)
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -175,40 +162,23 @@ def _install(args: argparse.Namespace) -> int:
     specs = [install.parse_spec(text) for text in args.specs]  # every spec checked up front
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
-    actions: list[install.InstallAction] = []
     with _client(args.registry) as client:
-        for spec in specs:
-            full = f"{spec.namespace}/{spec.name}" if spec.namespace else spec.name
-            current = install.find_installed(state, full)
-            if current is not None and not args.upgrade and install.satisfied(current, spec):
-                actions.append(install.InstallAction(current.name, current.version, "unchanged"))
-                continue
-            resolution = install.resolve_spec(
+        actions = install_plan.plan_install(
+            state,
+            specs,
+            lambda spec: install.resolve_spec(
                 client, spec, target.fingerprint, allow_prerelease=args.pre
-            )
-            install.warn(resolution.warnings)
-            pin = resolution.pin
-            actions.append(
-                install.InstallAction(
-                    name=pin.full_name,
-                    version=pin.version,
-                    action=install.classify(pin, current),
-                    pin=pin,
-                    previous=current.version
-                    if current and current.version != pin.version
-                    else None,
-                    warnings=resolution.warnings,
-                )
-            )
+            ),
+            upgrade=args.upgrade,
+        )
+        _warn(actions)
         if not args.dry_run:
-            _apply(client, target, actions, client.base_url)
+            install.carry_out(client, target, actions, client.base_url)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
 def _install_lockfile(args: argparse.Namespace) -> int:
-    from ppatch.registry.client import RegistryClient
-
     source = Path(args.requirements)
     try:
         text = source.read_text("utf-8")
@@ -218,101 +188,32 @@ def _install_lockfile(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read lockfile {str(source)!r}: {error}") from error
     locked = lockfile.loads(text, str(source))
     target = install.model_target(args.model)
-    if locked.fingerprint != target.fingerprint:
-        raise VerificationError(
-            f"lockfile {str(source)!r} was frozen for model {locked.fingerprint}, but "
-            f"{str(target.path)!r} has fingerprint {target.fingerprint}"
-        )
-    state = store.read_installed(target.fingerprint)
-    actions = []
-    to_record: list[store.InstalledPatch] = []
-    clients: dict[str, RegistryClient] = {}
-    try:
-        for entry in locked.entries:
-            current = state.find(entry.name)
-            if current is not None and current.sha256 == entry.sha256:
-                actions.append(install.InstallAction(entry.name, entry.version, "unchanged"))
-                continue
-            namespace, name = entry.name.split("/", 1)
-            pin = install.Pin(
-                namespace=namespace,
-                name=name,
-                version=entry.version,
-                fingerprint=target.fingerprint,
-                sha256=entry.sha256,
-                size=entry.size or 0,
-                url=entry.url or f"/blobs/sha256/{entry.sha256}",
-                filename=f"{name}-{entry.version}.ppatch",
-            )
-            source_client = None
-            if not store.has_blob(entry.sha256):
-                registry = config.resolve_registry(args.registry or entry.registry)
-                if registry not in clients:
-                    clients[registry] = RegistryClient(registry)
-                source_client = clients[registry]
-                if entry.size is None:
-                    raise UsageError(
-                        f"lockfile entry {entry.name} has no size; cannot verify a download"
-                    )
-            if not args.dry_run:
-                install.fetch_verified(source_client, pin, target.fingerprint)
-            to_record.append(entry.as_installed())
-            action = install.classify(pin, current)
-            actions.append(
-                install.InstallAction(
-                    entry.name,
-                    entry.version,
-                    action,
-                    pin=pin,
-                    previous=current.version if current else None,
-                )
-            )
-    finally:
-        for client in clients.values():
-            client.close()
-    if not args.dry_run and to_record:
-        install.record(target, to_record)
+    actions = install.install_locked(
+        target, locked, source=str(source), registry=args.registry, dry_run=args.dry_run
+    )
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from patchfmt import parse_version
-
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     chosen = (
-        [install.find_installed(state, name) for name in args.names]
+        [installed.find_installed(state, name) for name in args.names]
         if args.names
         else list(state.patches)
     )
     missing = [name for name, patch in zip(args.names, chosen, strict=False) if patch is None]
     if missing:
         raise NotFoundError(f"not installed on this model: {', '.join(missing)}")
-    actions: list[install.InstallAction] = []
     with _client(args.registry) as client:
-        for current in chosen:
-            assert current is not None
-            resolution = install.resolve_spec(
-                client, install.parse_spec(current.name), target.fingerprint
-            )
-            pin = resolution.pin
-            newer = parse_version(pin.version) > parse_version(current.version)
-            yanked_now = _is_yanked(client, current)
-            if not newer and not (yanked_now and pin.version != current.version):
-                actions.append(install.InstallAction(current.name, current.version, "unchanged"))
-                continue
-            actions.append(
-                install.InstallAction(
-                    pin.full_name,
-                    pin.version,
-                    install.classify(pin, current),
-                    pin=pin,
-                    previous=current.version,
-                )
-            )
+        actions = install_plan.plan_upgrade(
+            [patch for patch in chosen if patch is not None],
+            lambda spec: install.resolve_spec(client, spec, target.fingerprint),
+            lambda patch: _is_yanked(client, patch),
+        )
         if not args.dry_run:
-            _apply(client, target, actions, client.base_url)
+            install.carry_out(client, target, actions, client.base_url)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
@@ -329,7 +230,7 @@ def _remove(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     with store.model_lock(target.fingerprint):
         state = store.read_installed(target.fingerprint)
-        found = install.find_installed(state, args.name)
+        found = installed.find_installed(state, args.name)
         if found is None:
             raise NotFoundError(f"{args.name!r} is not installed on {str(target.path)!r}")
         state.remove(found.name)
@@ -373,7 +274,7 @@ def _freeze(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     text = lockfile.dumps(store.read_installed(target.fingerprint))
     if args.output:
-        atomic_write_text(Path(args.output), text)
+        atomic_write_text(Path(args.output), text, mode=None, make_parents=True)
     else:
         sys.stdout.write(text)
     return int(ExitCode.OK)
