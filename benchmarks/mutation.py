@@ -14,6 +14,7 @@ module to mutate and the test files that cover it.
     .venv/bin/python benchmarks/mutation.py                 # every module (long: tens of minutes)
     .venv/bin/python benchmarks/mutation.py client/trust.py # one module
     .venv/bin/python benchmarks/mutation.py --list          # the modules and their tests
+    .venv/bin/python benchmarks/mutation.py patchfmt/versions.py --only 'patchfmt.versions.x__c*'
 
 Prints one line per module (killed, survived, no tests, timeout, score) and each survivor's
 name; with --json, writes the figures to benchmarks/results/mutation.json as well.
@@ -58,7 +59,10 @@ class Target:
 
 TARGETS = [
     Target("patchfmt/versions.py", ("tests/patchfmt/test_versions.py",)),
-    Target("patchfmt/signing.py", ("tests/patchfmt/test_signing.py",)),
+    Target(
+        "patchfmt/signing.py",
+        ("tests/patchfmt/test_signing.py", "tests/patchfmt/test_container.py"),
+    ),
     Target("client/trust.py", ("tests/client/test_trust_and_verify.py",)),
     Target("client/resolver.py", ("tests/client/test_resolver.py",)),
     Target("registry_server/updates.py", ("tests/registry_server/test_search_and_updates.py",)),
@@ -134,10 +138,11 @@ class Score:
         return killed / judged if judged else 0.0
 
 
-def run(target: Target, children: int) -> Score:
+def run(target: Target, children: int, only: list[str] | None = None) -> Score:
+    """Mutate `target` (only the mutants whose names match a pattern of `only`, when given)."""
     work = stage(target)
     started = time.monotonic()
-    log = mutmut(work, "run", "--max-children", str(children))
+    log = mutmut(work, "run", "--max-children", str(children), *(only or []))
     seconds = time.monotonic() - started
     (work / "run.log").write_text(log, "utf-8")
     listing = mutmut(work, "results", "--all", "true")
@@ -162,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the modules and exit")
     parser.add_argument("--json", action="store_true", help="also write results/mutation.json")
     parser.add_argument("--min-score", type=float, default=None, help="exit 1 below this score")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="mutant name pattern, e.g. 'patchfmt.versions.x__compare*' (repeatable)",
+    )
     args = parser.parse_args(argv)
     by_module = {target.module: target for target in TARGETS}
     if args.list:
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scores = []
     for target in [by_module[m] for m in args.modules] or TARGETS:
-        score = run(target, args.children)
+        score = run(target, args.children, args.only)
         scores.append(score)
         counts = " ".join(f"{status}={n}" for status, n in sorted(score.counts.items()))
         print(f"{score.module}: {counts} score={score.score:.1%} ({score.seconds:.0f} s)")

@@ -183,14 +183,17 @@ class LiveRegistry:
         self.kill()
         raise RuntimeError("ppatch-registry serve did not open its port in time")
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: no cleanup runs in the server."""
+    def kill(self) -> int | None:
+        """SIGKILL, as a crash would: no cleanup runs in the server. The server's exit status
+        (-9 when this kill ended it; anything else means it had already exited), or None when
+        no server was running."""
         if self.process is None:
-            return
+            return None
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        status = self.process.wait(timeout=10)
         self.process = None
+        return status
 
     def fsck(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`ppatch-registry fsck ARGS` on this registry's configuration."""
