@@ -146,8 +146,13 @@ class Registry:
         """Run a `ppatch-registry` admin command in-process against this registry's home."""
         from registry_server.cli import main as registry_main
 
-        saved = {name: os.environ.get(name) for name in ("PPATCH_REGISTRY_HOME",)}
-        os.environ["PPATCH_REGISTRY_HOME"] = str(self.home)
+        names = ("PPATCH_REGISTRY_HOME", "PPATCH_REGISTRY_DATABASE_URL")
+        saved = {name: os.environ.get(name) for name in names}
+        for name in names:  # the server's own configuration
+            if name in self.env:
+                os.environ[name] = self.env[name]
+            else:
+                os.environ.pop(name, None)
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
@@ -204,12 +209,56 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     )
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory, models: Models) -> Iterator[Registry]:
-    home = tmp_path_factory.mktemp("registry-server")
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def registry_database(backend: str, home: Path) -> Iterator[str | None]:
+    """None for the registry's default (SQLite in its home), or the URL of a PostgreSQL
+    database made for this session alone and dropped afterwards (the `test` database is
+    shared by every developer's runs)."""
+    if backend == "sqlite":
+        yield None
+        return
+    import uuid
+
+    import psycopg
+
+    name = f"ppatch_client_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        if os.environ.get("PPATCH_SKIP_POSTGRES") == "1":
+            pytest.skip("PostgreSQL is unreachable and PPATCH_SKIP_POSTGRES=1")
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {error}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, models: Models
+) -> Iterator[Registry]:
+    """The end-to-end registry, once on SQLite and once on PostgreSQL."""
+    home = tmp_path_factory.mktemp(f"registry-server-{request.param}")
+    with registry_database(request.param, home) as database_url:
+        yield from _loaded_registry(home, database_url, models)
+
+
+def _loaded_registry(home: Path, database_url: str | None, models: Models) -> Iterator[Registry]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PPATCH_")}
     env["PPATCH_REGISTRY_HOME"] = str(home)
+    if database_url is not None:
+        env["PPATCH_REGISTRY_DATABASE_URL"] = database_url
     server = Registry(home=home, env=env)
+    if database_url is not None:
+        server.admin("db", "upgrade")
     for namespace, seed in (("acme", 1), ("beta", 2)):
         server.add_namespace(namespace, Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32))
     server.start()
