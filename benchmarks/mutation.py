@@ -78,6 +78,8 @@ TARGETS = [
     Target("patchfmt/fingerprint.py", ("tests/patchfmt/test_fingerprint.py",)),
 ]
 
+# The verdicts that count towards the score (mutmut's names).
+JUDGED = {"killed", "survived", "no tests", "timeout", "suspicious", "segfault"}
 MUTMUT_SECTION = re.compile(r"^\[tool\.mutmut\]\n(?:(?!^\[).*\n?)*", re.MULTILINE)
 
 
@@ -150,8 +152,8 @@ def run(target: Target, children: int, only: list[str] | None = None) -> Score:
     survivors: list[str] = []
     for line in listing.splitlines():
         name, _, status = line.strip().rpartition(": ")
-        if "__mutmut_" not in name:
-            continue
+        if "__mutmut_" not in name or status not in JUDGED:
+            continue  # "not checked": left out by --only
         counts[status] = counts.get(status, 0) + 1
         if status != "killed":
             survivors.append(f"{name}: {status}")
