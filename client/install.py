@@ -36,6 +36,7 @@ __all__ = [
     "carry_out",
     "fetch_verified",
     "install_locked",
+    "is_yanked",
     "model_target",
     "record",
     "resolve_spec",
@@ -106,6 +107,15 @@ def resolve_spec(
     return resolve(spec, indexes, fingerprint, allow_prerelease=allow_prerelease, known_names=known)
 
 
+def is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
+    """Whether the registry now marks the installed version of `patch` as yanked."""
+    namespace, name = patch.name.split("/", 1)
+    for release in client.get_index(namespace, name).get("releases", []):
+        if release.get("version") == patch.version:
+            return bool(release.get("yanked"))
+    return False
+
+
 def verify_blob(path: Path, expected_sha256: str, fingerprint: str) -> Any:
     """Check a stored file again: digest, format, and that it fits the model. Its PatchFile."""
     from patchfmt import check_fingerprint, read_patch
@@ -150,7 +160,8 @@ def fetch_verified(client: RegistryClient | None, pin: Pin, fingerprint: str) ->
 
     with store.temporary_download() as (temporary, handle):
         with progress(f"{pin.full_name} {pin.version}", pin.size, unit="bytes") as advance:
-            digest = client.download(pin.url, handle, on_bytes=advance)
+            # The index's length bounds the read: an endless answer stops there.
+            digest = client.download(pin.url, handle, on_bytes=advance, max_bytes=pin.size)
         handle.flush()
         size = handle.tell()
         if not hmac.compare_digest(digest, pin.sha256) or size != pin.size:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ppatch import installed, store
+from ppatch.errors import VerificationError
 from ppatch.resolver import Pin, Resolution
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from ppatch.lockfile import LockEntry
 
 __all__ = [
+    "DowngradeRefusedError",
     "InstallAction",
     "changes",
     "classify",
@@ -91,6 +93,20 @@ def classify(pin: Pin, current: store.InstalledPatch | None) -> str:
     return "downgrade" if after < before else "reinstall"
 
 
+class DowngradeRefusedError(VerificationError):
+    """An install would move a package to a lower version without being told to."""
+
+    def __init__(self, name: str, installed: str, offered: str) -> None:
+        super().__init__(
+            f"refusing to downgrade {name} from {installed} to {offered}: the registry offered "
+            "an older release than the one installed (an old index replayed?); pass "
+            "--allow-downgrade to do it on purpose"
+        )
+        self.name = name
+        self.installed = installed
+        self.offered = offered
+
+
 def changes(actions: Sequence[InstallAction]) -> list[InstallAction]:
     """The actions that download or record something."""
     return [action for action in actions if action.changes]
@@ -113,9 +129,12 @@ def plan_install(
     resolve: Callable[[PackageSpec], Resolution],
     *,
     upgrade: bool = False,
+    allow_downgrade: bool = False,
 ) -> list[InstallAction]:
     """`ppatch install SPEC...`: a package already installed in the spec's range stays
-    (pip's no-op) unless `upgrade`; every other spec is resolved."""
+    (pip's no-op) unless `upgrade`; every other spec is resolved. Moving a package to a lower
+    version raises `DowngradeRefusedError` unless `allow_downgrade`: a registry replaying an
+    old index must not roll a model back."""
     actions: list[InstallAction] = []
     for spec in specs:
         current = installed.find_installed(state, spec.full_name or spec.name)
@@ -123,7 +142,11 @@ def plan_install(
             actions.append(InstallAction(current.name, current.version, "unchanged"))
             continue
         resolution = resolve(spec)
-        actions.append(_replacing(resolution.pin, current, warnings=resolution.warnings))
+        action = _replacing(resolution.pin, current, warnings=resolution.warnings)
+        if action.action == "downgrade" and not allow_downgrade:
+            assert current is not None
+            raise DowngradeRefusedError(action.name, current.version, action.version)
+        actions.append(action)
     return actions
 
 

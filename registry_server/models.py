@@ -39,6 +39,7 @@ __all__ = [
     "Release",
     "SigningKey",
     "Token",
+    "TufMetadata",
     "format_checks",
     "utcnow",
 ]
@@ -261,3 +262,23 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(300), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TufMetadata(Base):
+    """One signed TUF metadata file (root, targets, snapshot or timestamp) at one version.
+
+    Rows are never changed: a new version is a new row, so every server process serves the same
+    bytes for a version (registry_server/tuf_repo.py).
+    """
+
+    __tablename__ = "tuf_metadata"
+    __table_args__ = (UniqueConstraint("role", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    # For targets: the state of the audit log it was built from (tuf_repo._marker).
+    marker: Mapped[str] = mapped_column(String(64), default="")
+    body: Mapped[str] = mapped_column(Text)
+    expires: Mapped[dt.datetime] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -35,6 +35,7 @@ from patchfmt.versions import is_prerelease, version_sort_key
 from registry_server.admin import Actor, record_audit
 from registry_server.context import Registry
 from registry_server.errors import ErrorCode, RegistryError
+from registry_server.free_text import json_text_problem
 from registry_server.models import (
     Artifact,
     Namespace,
@@ -208,9 +209,20 @@ def parse_patch(upload: ReceivedUpload, registry: Registry) -> patchfmt.PatchFil
     # Bytes, not the path: the size is bounded by now, and error messages must not show the
     # server's temporary file name.
     try:
-        return patchfmt.read_patch(upload.path.read_bytes(), limits)
+        patch = patchfmt.read_patch(upload.path.read_bytes(), limits)
     except patchfmt.PatchFormatError as error:
         raise RegistryError(ErrorCode.INVALID_PATCH, f"invalid .ppatch file: {error}") from None
+    check_free_text(patch.manifest)
+    return patch
+
+
+def check_free_text(manifest: patchfmt.Manifest) -> None:
+    """The manifest's free-form sections hold no control character (registry_server.free_text;
+    its one-line fields are checked by patchfmt)."""
+    for section in ("training", "evaluation"):
+        problem = json_text_problem(getattr(manifest, section), f"manifest {section}")
+        if problem:
+            raise RegistryError(ErrorCode.INVALID_PATCH, f"invalid .ppatch file: {problem}")
 
 
 def check_name(patch: patchfmt.PatchFile, namespace: str, name: str) -> None:
@@ -219,6 +231,21 @@ def check_name(patch: patchfmt.PatchFile, namespace: str, name: str) -> None:
         raise RegistryError(
             ErrorCode.NAME_MISMATCH,
             f"the manifest names {patch.manifest.name!r} but this URL publishes {expected!r}",
+        )
+
+
+def check_version(patch: patchfmt.PatchFile) -> None:
+    """Refuse build metadata: SemVer ignores it in precedence, so `1.2.0+b1` and `1.2.0+b2`
+    would be two artifacts of one version, installed alike and escaping a yank of `1.2.0`."""
+    version = patchfmt.parse_version(str(patch.manifest.version))
+    if version.build:
+        raise RegistryError(
+            ErrorCode.INVALID_PATCH,
+            f"version {str(version)!r} has build metadata ('+{'.'.join(version.build)}'); "
+            "a registry version names one artifact per model: publish "
+            f"{version.major}.{version.minor}.{version.patch}"
+            + (f"-{'.'.join(version.prerelease)}" if version.prerelease else "")
+            + " or a new version instead",
         )
 
 
@@ -402,6 +429,7 @@ def publish(
     """Validate, store and record one received upload (blocking: run it in a worker thread)."""
     patch = parse_patch(upload, registry)
     check_name(patch, namespace_name, name)
+    check_version(patch)
     version = str(patch.manifest.version)
     fingerprint = patch.manifest.base_model.fingerprint
     with registry.sessions() as session:

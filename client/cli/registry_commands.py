@@ -24,8 +24,10 @@ from ppatch.errors import (
     NotFoundError,
     PermissionDeniedError,
     UsageError,
+    VerificationError,
 )
 from ppatch.install_plan import InstallAction
+from ppatch.terminal_text import printable
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
@@ -93,8 +95,10 @@ def _search(args: argparse.Namespace) -> int:
     for item in results:
         latest = item.get("latest_version") or "-"
         print(
-            f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
-            f"{item.get('summary') or ''}".rstrip()
+            printable(
+                f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
+                f"{item.get('summary') or ''}".rstrip()
+            )
         )
     return int(ExitCode.OK)
 
@@ -106,19 +110,19 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(index)
         return int(ExitCode.OK)
-    print(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]")
+    print(printable(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]"))
     if index.get("summary"):
-        print(f"  {index['summary']}")
+        print(f"  {printable(index['summary'])}")
     for release in index.get("releases", []):
         yanked = (
             f"  YANKED: {release.get('yanked_reason') or 'no reason given'}"
             if release.get("yanked")
             else ""
         )
-        print(f"  {release.get('version')}{yanked}")
+        print(printable(f"  {release.get('version')}{yanked}"))
         for artifact in release.get("artifacts", []):
             fingerprint, size = artifact.get("fingerprint"), artifact.get("size")
-            print(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}")
+            print(printable(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}"))
     return int(ExitCode.OK)
 
 
@@ -149,7 +153,7 @@ def _report(actions: list[InstallAction], *, dry_run: bool, as_json: bool) -> No
 def _warn(actions: list[InstallAction]) -> None:
     for action in actions:
         for message in action.warnings:
-            print(f"ppatch: warning: {message}", file=sys.stderr)
+            print(f"ppatch: warning: {printable(message)}", file=sys.stderr)
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -170,6 +174,7 @@ def _install(args: argparse.Namespace) -> int:
                 client, spec, target.fingerprint, allow_prerelease=args.pre
             ),
             upgrade=args.upgrade,
+            allow_downgrade=args.allow_downgrade,
         )
         _warn(actions)
         if not args.dry_run:
@@ -210,20 +215,12 @@ def _upgrade(args: argparse.Namespace) -> int:
         actions = install_plan.plan_upgrade(
             [patch for patch in chosen if patch is not None],
             lambda spec: install.resolve_spec(client, spec, target.fingerprint),
-            lambda patch: _is_yanked(client, patch),
+            lambda patch: install.is_yanked(client, patch),
         )
         if not args.dry_run:
             install.carry_out(client, target, actions, client.base_url)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
-
-
-def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
-    namespace, name = patch.name.split("/", 1)
-    for release in client.get_index(namespace, name).get("releases", []):
-        if release.get("version") == patch.version:
-            return bool(release.get("yanked"))
-    return False
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -290,6 +287,30 @@ def _newer(latest: str, installed: str) -> bool:
     return bool(parse_version(latest) > parse_version(installed))
 
 
+def _signed_index(registry: str) -> Any:
+    """The registry's refreshed signed index, or None when it has never signed one."""
+    from ppatch.registry.signed_index import open_signed_index
+
+    signed = open_signed_index(registry)
+    if signed is not None:
+        signed.refresh()  # StaleIndexError (exit 9) when expired or rolled back
+    return signed
+
+
+def _checked_answer(
+    signed: Any, patch: store.InstalledPatch, answer: dict[str, Any], fingerprint: str
+) -> dict[str, Any]:
+    """The update-check answer for `patch`, its yank state taken from the signed index and its
+    latest version required to be there."""
+    namespace, name = patch.name.split("/", 1)
+    installed = signed.artifact(namespace, name, patch.version, fingerprint)
+    checked = {**answer, "yanked": installed.yanked, "yanked_reason": installed.yanked_reason}
+    latest = answer.get("latest")
+    if latest and latest != patch.version:
+        signed.artifact(namespace, name, str(latest), fingerprint)
+    return checked
+
+
 def _outdated(args: argparse.Namespace) -> int:
     from ppatch.registry.update_check import check_updates
 
@@ -309,8 +330,11 @@ def _outdated(args: argparse.Namespace) -> int:
             ],
         )
         by_name = {str(answer.get("name")): answer for answer in answers}
+        signed = _signed_index(registry)
         for patch in patches:
             answer = by_name.get(patch.name, {})
+            if signed is not None:
+                answer = _checked_answer(signed, patch, answer, target.fingerprint)
             latest = answer.get("latest")
             rows.append(
                 {
@@ -342,7 +366,9 @@ def _outdated(args: argparse.Namespace) -> int:
                 notes.append(f"YANKED: {row['yanked_reason'] or 'no reason given'}")
             if not row["found"]:
                 notes.append("not found on the registry")
-            print(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+            print(
+                printable(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+            )
     return int(ExitCode.UPDATES_AVAILABLE if attention else ExitCode.OK)
 
 
@@ -369,8 +395,10 @@ def _publish(args: argparse.Namespace) -> int:
     with _client(args.registry, with_token=True) as client:
         answer = client.publish(namespace, name, path.name, data)
     print(
-        f"published {answer.get('name')} {answer.get('version')} "
-        f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+        printable(
+            f"published {answer.get('name')} {answer.get('version')} "
+            f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+        )
     )
     return int(ExitCode.OK)
 
@@ -412,12 +440,40 @@ def _trust(args: argparse.Namespace) -> int:
         print(f"pinned key {key_id} for namespace {args.namespace!r} on {url}")
         return int(ExitCode.OK)
     with _client(args.registry) as client:
-        keys = trust.trust_from_registry(client, args.namespace)
+        change = trust.keys_change(client, args.namespace)
+    if change.changed and not _confirm_keys(change, assume_yes=args.yes):
+        raise VerificationError(
+            f"the keys of namespace {args.namespace!r} on {change.registry} were not changed"
+        )
+    trust.pin_keys(change.registry, args.namespace, change.new)
     print(
-        f"pinned {len(keys)} key(s) for namespace {args.namespace!r} on {client.base_url}: "
-        f"{', '.join(sorted(keys))}"
+        printable(
+            f"pinned {len(change.new)} key(s) for namespace {args.namespace!r} on "
+            f"{change.registry}: {', '.join(sorted(change.new))}"
+        )
     )
     return int(ExitCode.OK)
+
+
+def _confirm_keys(change: Any, *, assume_yes: bool) -> bool:
+    """Show the pinned and the offered keys side by side; True when the user accepts."""
+    old = sorted(change.old or {})
+    new = sorted(change.new)
+    width = max((len(key) for key in old), default=6)
+    print(f"the keys of namespace {change.namespace!r} on {change.registry} changed:")
+    print(f"  {'pinned':<{width}}  offered now")
+    for index in range(max(len(old), len(new))):
+        left = old[index] if index < len(old) else ""
+        right = new[index] if index < len(new) else ""
+        print(printable(f"  {left:<{width}}  {right}"))
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "the namespace's keys changed: check the new key ids with the publisher, then "
+            "rerun with --yes"
+        )
+    return input("pin the keys offered now? [y/N] ").strip().lower() in ("y", "yes")
 
 
 # -- registration --------------------------------------------------------------------------
@@ -467,6 +523,11 @@ def register(subparsers: Any) -> None:
         "--upgrade", action="store_true", help="move to the newest matching release"
     )
     parser.add_argument("--pre", action="store_true", help="consider pre-releases")
+    parser.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="install an older release than the one installed (refused otherwise)",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="show what would change, change nothing"
     )
@@ -533,5 +594,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--public-key", metavar="PUB", help="pin this PEM key instead of the registry's"
     )
+    parser.add_argument("--yes", action="store_true", help="accept changed keys without asking")
     _registry_option(parser)
     parser.set_defaults(handler=_trust)

@@ -34,6 +34,8 @@ from ppatch.errors import (
 
 __all__ = [
     "ERROR_CLASSES",
+    "AnswerTooLargeError",
+    "DownloadTooLargeError",
     "ForbiddenError",
     "InvalidPatchError",
     "InvalidRequestError",
@@ -185,6 +187,23 @@ def raise_for_status(response: httpx.Response) -> None:
 
 class UnexpectedResponseError(RegistryError):
     """A success status with a body that is not the JSON the API promises (a wrong URL?)."""
+
+
+class AnswerTooLargeError(VerificationError):
+    """An API answer longer than any real one (`constants.MAX_ANSWER_BYTES`): endless data."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        super().__init__(f"{url} answered more than {limit} bytes; refusing to read on")
+
+
+class DownloadTooLargeError(VerificationError):
+    """A blob answer longer than the length the index gives for it: endless data."""
+
+    def __init__(self, url: str, limit: int, declared: int | None = None) -> None:
+        told = f" (it declared {declared})" if declared is not None else ""
+        super().__init__(
+            f"{url} sent more than the {limit} bytes the index gives for it{told}; download stopped"
+        )
 
 
 def parse_json_object(content: bytes, *, status: int, url: str, registry: str) -> dict[str, Any]:

@@ -6,7 +6,13 @@ import pytest
 
 from patchfmt import PackageSpec
 from ppatch.errors import UsageError
-from ppatch.install_plan import changes, plan_install, plan_lockfile, plan_upgrade
+from ppatch.install_plan import (
+    DowngradeRefusedError,
+    changes,
+    plan_install,
+    plan_lockfile,
+    plan_upgrade,
+)
 from ppatch.lockfile import LockEntry
 from ppatch.resolver import Pin, Resolution
 from ppatch.store import InstalledPatch, InstalledSet
@@ -50,8 +56,16 @@ def test_install_keeps_a_satisfying_version_and_resolves_the_rest() -> None:
 )
 def test_install_upgrade_flag_resolves_and_classifies(version, digest, action) -> None:
     pins = {"tox": _pin("acme/tox", version, digest)}
-    (planned,) = plan_install(STATE, [PackageSpec.parse("tox")], _resolver(pins, []), upgrade=True)
+    resolver = _resolver(pins, [])
+    specs = [PackageSpec.parse("tox")]
+    (planned,) = plan_install(STATE, specs, resolver, upgrade=True, allow_downgrade=True)
     assert planned.action == action
+
+
+def test_install_refuses_a_downgrade_unless_allowed() -> None:
+    pins = {"tox": _pin("acme/tox", "1.1.0", "b")}
+    with pytest.raises(DowngradeRefusedError, match=r"from 1\.2\.0 to 1\.1\.0"):
+        plan_install(STATE, [PackageSpec.parse("tox")], _resolver(pins, []), upgrade=True)
 
 
 def test_install_refuses_an_ambiguous_bare_name() -> None:

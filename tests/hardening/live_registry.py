@@ -125,6 +125,7 @@ class LiveRegistry:
     # says which; a restart after a crash binds that same port again, so clients keep the URL.
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    settings: dict[str, str] = field(default_factory=dict)  # more PPATCH_REGISTRY_* variables
 
     @property
     def url(self) -> str:
@@ -150,6 +151,7 @@ class LiveRegistry:
             "PPATCH_REGISTRY_HOME": str(self.home),
             "PPATCH_REGISTRY_DATABASE_URL": self.database_url,
             "PPATCH_REGISTRY_STORAGE": str(self.storage),
+            **{f"PPATCH_REGISTRY_{name.upper()}": value for name, value in self.settings.items()},
         }
 
     def start(self, timeout: float = 30) -> None:
