@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 import patchfmt
 from registry_server.auth import IssuedToken, issue_token
 from registry_server.errors import ErrorCode, RegistryError
+from registry_server.free_text import control_character_problem
 from registry_server.models import SCOPES, AuditEvent, Namespace, SigningKey, Token, utcnow
 from registry_server.names import name_problem
 
@@ -23,6 +24,9 @@ __all__ = [
     "create_namespace",
     "create_token",
     "get_namespace",
+    "list_keys",
+    "list_namespaces",
+    "list_tokens",
     "record_audit",
     "revoke_key",
     "revoke_token",
@@ -107,6 +111,8 @@ def create_token(
         )
     if len(description) > 200:
         raise RegistryError(ErrorCode.INVALID_REQUEST, "token description is over 200 characters")
+    if problem := control_character_problem(description):
+        raise RegistryError(ErrorCode.INVALID_REQUEST, f"token description {problem}")
     namespace = get_namespace(session, namespace_name)
     issued = issue_token()
     session.add(
@@ -200,3 +206,26 @@ def revoke_key(session: Session, namespace_name: str, key_id: str, actor: Actor)
         record_audit(session, actor, namespace.name, "key.revoke", key_id)
     session.flush()
     return key
+
+
+def list_namespaces(session: Session) -> list[Namespace]:
+    """Every namespace, by name."""
+    return list(session.scalars(select(Namespace).order_by(Namespace.name)))
+
+
+def list_tokens(session: Session, namespace_name: str | None = None) -> list[Token]:
+    """Tokens (never their secrets), oldest first; of one namespace when it is named."""
+    query = select(Token).join(Namespace, Token.namespace_id == Namespace.id)
+    if namespace_name is not None:
+        query = query.where(Namespace.id == get_namespace(session, namespace_name).id)
+    return list(session.scalars(query.order_by(Namespace.name, Token.created_at, Token.id)))
+
+
+def list_keys(session: Session, namespace_name: str | None = None) -> list[SigningKey]:
+    """Signing keys, revoked ones included, oldest first; of one namespace when it is named."""
+    query = select(SigningKey).join(Namespace, SigningKey.namespace_id == Namespace.id)
+    if namespace_name is not None:
+        query = query.where(Namespace.id == get_namespace(session, namespace_name).id)
+    return list(
+        session.scalars(query.order_by(Namespace.name, SigningKey.created_at, SigningKey.id))
+    )

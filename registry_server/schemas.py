@@ -7,6 +7,9 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry_server.config import BATCH_CEILING
+from registry_server.free_text import FreeText
+
 __all__ = [
     "ERROR_RESPONSES",
     "ArtifactOut",
@@ -25,6 +28,7 @@ __all__ = [
     "SearchOut",
     "SearchResult",
     "TokenIn",
+    "TokenInfo",
     "TokenOut",
     "TokenRevoked",
     "UpdateResult",
@@ -116,7 +120,9 @@ class InstalledPatch(BaseModel):
 class UpdatesIn(BaseModel):
     model_config = _STRICT
 
-    installed: list[InstalledPatch]
+    # The ceiling is part of the schema so a longer list is refused before its entries are
+    # validated; the route then applies the configured `max_batch`.
+    installed: list[InstalledPatch] = Field(max_length=BATCH_CEILING)
 
 
 class UpdateResult(BaseModel):
@@ -146,7 +152,7 @@ class PublishOut(BaseModel):
 class YankIn(BaseModel):
     model_config = _STRICT
 
-    reason: str = Field(default="", max_length=1000)
+    reason: FreeText = Field(default="", max_length=1000)
 
 
 class YankOut(BaseModel):
@@ -170,7 +176,7 @@ class TokenIn(BaseModel):
     model_config = _STRICT
 
     scope: str = "publish"
-    description: str = Field(default="", max_length=200)
+    description: FreeText = Field(default="", max_length=200)
 
 
 class TokenOut(BaseModel):
@@ -178,6 +184,12 @@ class TokenOut(BaseModel):
     namespace: str
     scope: str
     token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokenInfo(BaseModel):
+    token_id: str
+    namespace: str
+    scope: str
 
 
 class TokenRevoked(BaseModel):

@@ -10,6 +10,7 @@ atomically at the very end, so Ctrl-C or an error leaves no output behind.
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,9 +336,9 @@ def measure_preferences(
 
 
 def _fingerprint(model: Path) -> str:
-    from patchfmt import fingerprint_model
+    from ppatch.fingerprints import model_fingerprint
 
-    return str(fingerprint_model(model))
+    return model_fingerprint(model)
 
 
 def train_patch(config: TrainConfig) -> Path:
@@ -375,7 +376,7 @@ def _train_loaded(
     prompt = fit_prompt(config, base, data)
 
     evaluation: dict[str, Any] = {
-        "measured": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "measured": _measured_at(),
         "training_pairs": measure_preferences(base, prompt, data.pairs),
     }
     suite = _suite_evaluation(config, base, reference, prompt, data.records)
@@ -407,6 +408,18 @@ def _train_loaded(
     write_patch(config.output, manifest, weights, private_key)
     output: Path = config.output
     return output
+
+
+def _measured_at() -> str:
+    """Now, or SOURCE_DATE_EPOCH when set (reproducible-builds.org), as for the manifest's
+    `created`: with it, two runs with the same inputs and seed write the same bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = (
+        datetime.datetime.fromtimestamp(int(epoch), datetime.UTC)
+        if epoch and epoch.isdigit()
+        else datetime.datetime.now(datetime.UTC)
+    )
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _suite_evaluation(

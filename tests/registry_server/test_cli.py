@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,8 +16,7 @@ from sqlalchemy import create_engine, func, select, text
 import patchfmt
 from registry_server.cli import main
 from registry_server.models import AuditEvent, SigningKey, Token
-
-from .conftest import free_port
+from tests.ports import port_from_log
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -73,6 +73,35 @@ def test_vendor_setup_on_a_fresh_machine(capsys, key_file, signing_key) -> None:
     assert {actor for actor, _ in actions} == {"cli"}
 
 
+def test_list_namespaces_tokens_and_keys(capsys, key_file, signing_key) -> None:
+    import json
+
+    assert run(capsys, "namespace", "list")[1:] == ("", "no namespaces\n")
+    for namespace in ("beta", "acme"):
+        assert run(capsys, "namespace", "create", namespace)[0] == 0
+    token = run(capsys, "token", "create", "acme", "--scope", "yank", "--description", "ci")[1]
+    token_id = token.strip().split("_")[1]
+    assert run(capsys, "key", "add", "acme", str(key_file))[0] == 0
+    key_id = patchfmt.key_id(signing_key.public_key())
+    assert run(capsys, "key", "revoke", "acme", key_id)[0] == 0
+
+    code, out, _ = run(capsys, "namespace", "list")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["acme", "beta"]
+    code, out, _ = run(capsys, "token", "list", "--json")
+    [row] = json.loads(out)["tokens"]
+    assert (row["token_id"], row["namespace"], row["scope"]) == (token_id, "acme", "yank")
+    assert row["description"] == "ci" and row["revoked"] is None
+    assert token.strip() not in out  # never the secret
+    assert run(capsys, "token", "list", "beta")[1] == ""
+    code, out, _ = run(capsys, "key", "list", "acme", "--json")
+    [key] = json.loads(out)["keys"]
+    assert key["key_id"] == key_id and key["revoked"] is not None
+    code, out, _ = run(capsys, "key", "list")
+    assert out.startswith(f"{key_id}  acme  ")
+    code, _, err = run(capsys, "key", "list", "nobody")
+    assert code == 4 and "namespace 'nobody' does not exist" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "exit_code", "fragment"),
     [
@@ -103,8 +132,11 @@ def test_admin_errors_are_one_line(capsys, tmp_path, argv, exit_code, fragment) 
     assert code == exit_code
     assert fragment in err
     assert "Traceback" not in err
-    # One error line (argparse puts its usage lines before it).
-    assert [line for line in err.splitlines() if "error:" in line] == [err.strip().splitlines()[-1]]
+    # One error line, the last (argparse puts its usage lines before it), in the CLI's own
+    # format: checked against a fixed prefix, not against another piece of the same output.
+    *_usage, last = err.strip().splitlines()
+    assert re.fullmatch(r"ppatch-registry( [a-z]+)*: error: \S.*", last), err
+    assert sum("error:" in line for line in err.splitlines()) == 1, err
     assert (count(Token), count(SigningKey), count(AuditEvent)) == before
 
 
@@ -175,18 +207,20 @@ def test_invalid_setting_is_one_line(capsys, monkeypatch) -> None:
 
 
 def test_serve_on_a_fresh_machine_needs_one_command(tmp_path) -> None:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PPATCH_REGISTRY_")}
     env["PPATCH_REGISTRY_HOME"] = str(tmp_path / "fresh")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "registry_server.cli", "serve", "--port", str(port),
-         "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:  # port 0: the server binds a port no one else holds
+        process = subprocess.Popen(
+            [sys.executable, "-m", "registry_server.cli", "serve", "--port", "0",
+             "--log-level", "info"],
+            env=env, stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
+        port = port_from_log(log_path, lambda: process.poll() is None)
+        deadline = time.monotonic() + 30  # a bound for a hung start, not a speed check
         while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert process.poll() is None, log_path.read_text(errors="replace")
             try:
                 response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
