@@ -25,6 +25,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ppatch.runtime.attention import grouped_attention_for
+from ppatch.runtime.compat import cache_keyword
 from ppatch.serve.jobs import Job, Row, eos_ids_of
 from ppatch.serve.sampling import Sampling, choose_tokens, generator_for
 
@@ -145,8 +146,8 @@ class RunningBatch:
                 input_ids=input_ids,
                 attention_mask=mask,
                 position_ids=position_ids,
-                cache=cache,
                 use_cache=True,
+                **{cache_keyword(model): cache},
                 logits_to_keep=1,
             )
         logits: torch.Tensor = output.logits[:, -1, :]
