@@ -67,11 +67,21 @@ def load_model(
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ppatch.runtime.model_source import model_source
+
+    source = model_source(path)
+    # GGUF's quantized types have no torch dtype: "auto" would keep nothing; float32 is exact.
+    default_dtype: Any = "float32" if source.is_gguf else "auto"
     hf_model = AutoModelForCausalLM.from_pretrained(
-        path, local_files_only=True, dtype=torch_dtype if torch_dtype is not None else "auto"
+        source.folder,
+        local_files_only=True,
+        dtype=torch_dtype if torch_dtype is not None else default_dtype,
+        **source.arguments,
     )
     hf_model = cast(Any, hf_model).to(torch_device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(
+        source.folder, local_files_only=True, **source.arguments
+    )
     return PatchedModel(hf_model, applied, tokenizer=tokenizer)
 
 

@@ -260,7 +260,7 @@ def test_unknown_models_are_not_downloaded(model: str) -> None:
 def test_a_file_is_not_a_model(tmp_path: Path) -> None:
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"")
-    with pytest.raises(ModelNotFoundError, match="is a file; expected a directory"):
+    with pytest.raises(ModelNotFoundError, match=r"is a file but not a \.gguf file"):
         fingerprint_model(path)
 
 
