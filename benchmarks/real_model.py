@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     scorer = ProfanityCheckScorer()
     common = {
-        "base": str(args.model), "reference": None, "output": args.out / "unused",
+        "base": str(args.model), "output": args.out / "unused",
         "name": "bench/x", "version": "0.1.0", "virtual_tokens": args.virtual_tokens,
         "sft_steps": args.sft_steps, "dpo_steps": args.dpo_steps,
         "sft_learning_rate": args.sft_lr, "dpo_learning_rate": args.dpo_lr,
