@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import tomli_w
 
+from patchfmt.atomic import atomic_write_text
 from ppatch import constants
-from ppatch.atomic import atomic_write_text
 from ppatch.errors import UsageError
 
 __all__ = [
@@ -85,7 +85,7 @@ def save_config(config: Config) -> None:
         data["default_registry"] = config.default_registry
     if config.registries:
         data["registries"] = dict(sorted(config.registries.items()))
-    atomic_write_text(constants.config_file(), tomli_w.dumps(data))
+    atomic_write_text(constants.config_file(), tomli_w.dumps(data), mode=None, make_parents=True)
 
 
 def resolve_registry(explicit: str | None = None, config: Config | None = None) -> str:
@@ -130,4 +130,4 @@ def save_token(registry_url: str, token: str) -> None:
         tokens = {}
     tokens[normalize_registry_url(registry_url)] = token.strip()
     data["tokens"] = dict(sorted(tokens.items()))
-    atomic_write_text(path, tomli_w.dumps(data), mode=CREDENTIALS_MODE)
+    atomic_write_text(path, tomli_w.dumps(data), mode=CREDENTIALS_MODE, make_parents=True)

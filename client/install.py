@@ -34,7 +34,6 @@ __all__ = [
     "ModelTarget",
     "Pin",
     "fetch_verified",
-    "find_installed",
     "model_target",
     "record",
     "resolve_spec",
@@ -117,17 +116,6 @@ def parse_spec(text: str) -> PackageSpec:
         return PackageSpec.parse(text)
     except ValueError as error:
         raise UsageError(str(error)) from error
-
-
-def find_installed(state: store.InstalledSet, name: str) -> store.InstalledPatch | None:
-    """An installed package by `ns/name`, or by bare `name` when exactly one has it."""
-    if "/" in name:
-        return state.find(name)
-    matches = [patch for patch in state.patches if patch.name.split("/", 1)[1] == name]
-    if len(matches) > 1:
-        names = ", ".join(patch.name for patch in matches)
-        raise UsageError(f"{name!r} is ambiguous on this model: {names}; add the namespace")
-    return matches[0] if matches else None
 
 
 def _known_names(client: RegistryClient, name: str) -> list[str]:
@@ -231,15 +219,6 @@ def classify(pin: Pin, installed: store.InstalledPatch | None) -> str:
     if after > before:
         return "upgrade"
     return "downgrade" if after < before else "reinstall"
-
-
-def satisfied(installed: store.InstalledPatch, spec: PackageSpec) -> bool:
-    """True when the installed version already meets the spec's range (pip's no-op)."""
-    from patchfmt import parse_version
-
-    if spec.range.is_any:
-        return True  # no range asked for: whatever is installed will do, as in pip
-    return bool(spec.range.contains(parse_version(installed.version)))
 
 
 def record(

@@ -31,8 +31,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from patchfmt.atomic import atomic_write_text
 from ppatch import constants
-from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, PpatchError, UsageError
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "blob_path",
     "file_sha256",
     "has_blob",
+    "installed_blob",
     "installed_patch_paths",
     "model_lock",
     "read_installed",
@@ -259,18 +260,20 @@ def write_installed(state: InstalledSet) -> None:
         "patches": [asdict(patch) for patch in state.patches],
     }
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(_state_path(state.fingerprint), text)
+    atomic_write_text(_state_path(state.fingerprint), text, mode=None, make_parents=True)
+
+
+def installed_blob(patch: InstalledPatch) -> Path:
+    """The stored file of an installed patch; NotFoundError when it went missing."""
+    path = blob_path(patch.sha256)
+    if not path.is_file():
+        raise NotFoundError(
+            f"{patch.name} {patch.version} is installed but its file {str(path)!r} is "
+            "missing; reinstall it with 'ppatch install'"
+        )
+    return path
 
 
 def installed_patch_paths(fingerprint: str) -> list[Path]:
     """The installed `.ppatch` files of a model, in application order (oldest install first)."""
-    paths = []
-    for patch in read_installed(fingerprint).patches:
-        path = blob_path(patch.sha256)
-        if not path.is_file():
-            raise NotFoundError(
-                f"{patch.name} {patch.version} is installed but its file {str(path)!r} is "
-                "missing; reinstall it with 'ppatch install'"
-            )
-        paths.append(path)
-    return paths
+    return [installed_blob(patch) for patch in read_installed(fingerprint).patches]

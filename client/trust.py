@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
+from patchfmt.atomic import atomic_write_text
 from ppatch import constants
-from ppatch.atomic import atomic_write_text
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
     with filelock.FileLock(path.with_name(f"{path.name}.lock"), timeout=60):
         data = _load_all()
         data.setdefault("registries", {}).setdefault(registry, {})[namespace] = dict(keys)
-        atomic_write_text(path, tomli_w.dumps(data))
+        atomic_write_text(path, tomli_w.dumps(data), mode=None, make_parents=True)
 
 
 def _checked_keys(body: Mapping[str, Any], namespace: str) -> PemByKeyId:

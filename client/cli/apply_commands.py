@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppatch.atomic import parents_made_for
 from ppatch.errors import ExitCode, UsageError
+from ppatch.output_paths import parents_made_for
 
 __all__ = ["register"]
 
@@ -114,7 +114,6 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError("--temperature and --seed only apply with --sample")
     if not args.prompt.strip():
         raise UsageError("PROMPT is empty: give the text to complete")
-    _quiet_transformers()
     from ppatch.runtime.loading import load_model
 
     patches: list[str] | None = [] if args.no_patches else args.patch
@@ -163,16 +162,3 @@ def run_export_peft(args: argparse.Namespace) -> int:
         target = export_peft(args.file, args.out_dir)
     sys.stdout.write(f"wrote {target} (PEFT prompt-tuning adapter)\n")
     return int(ExitCode.OK)
-
-
-def _quiet_transformers() -> None:
-    """No loading bars or advice from transformers unless a person watches a terminal."""
-    from ppatch.progress import progress_enabled
-
-    if progress_enabled():
-        return
-    from transformers.utils import logging
-
-    hf_logging: Any = logging  # untyped functions
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()

@@ -18,8 +18,8 @@ from typing import Any
 
 import patchfmt
 from ppatch import constants
-from ppatch.atomic import check_parent_creatable
 from ppatch.errors import ConflictError, NotFoundError
+from ppatch.output_paths import check_parent_creatable
 from ppatch.progress import progress
 
 __all__ = ["register"]

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch import config, install, lockfile, store
-from ppatch.atomic import atomic_write_text
+from patchfmt.atomic import atomic_write_text
+from ppatch import config, install, installed, lockfile, store
 from ppatch.errors import (
     ExitCode,
     NotFoundError,
@@ -179,8 +179,8 @@ def _install(args: argparse.Namespace) -> int:
     with _client(args.registry) as client:
         for spec in specs:
             full = f"{spec.namespace}/{spec.name}" if spec.namespace else spec.name
-            current = install.find_installed(state, full)
-            if current is not None and not args.upgrade and install.satisfied(current, spec):
+            current = installed.find_installed(state, full)
+            if current is not None and not args.upgrade and installed.satisfies(current, spec):
                 actions.append(install.InstallAction(current.name, current.version, "unchanged"))
                 continue
             resolution = install.resolve_spec(
@@ -282,7 +282,7 @@ def _upgrade(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     chosen = (
-        [install.find_installed(state, name) for name in args.names]
+        [installed.find_installed(state, name) for name in args.names]
         if args.names
         else list(state.patches)
     )
@@ -329,7 +329,7 @@ def _remove(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     with store.model_lock(target.fingerprint):
         state = store.read_installed(target.fingerprint)
-        found = install.find_installed(state, args.name)
+        found = installed.find_installed(state, args.name)
         if found is None:
             raise NotFoundError(f"{args.name!r} is not installed on {str(target.path)!r}")
         state.remove(found.name)
@@ -373,7 +373,7 @@ def _freeze(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     text = lockfile.dumps(store.read_installed(target.fingerprint))
     if args.output:
-        atomic_write_text(Path(args.output), text)
+        atomic_write_text(Path(args.output), text, mode=None, make_parents=True)
     else:
         sys.stdout.write(text)
     return int(ExitCode.OK)

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch.atomic import check_parent_creatable
 from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.eval.report import Report, SystemResult
 from ppatch.eval.scorers import Scorer, refusal_scorer, toxicity_scorer
 from ppatch.eval.suites import SUITES, record_problem, run_suite
+from ppatch.installed import installed_file
+from ppatch.output_paths import check_parent_creatable
 from ppatch.train.data import InvalidDataFileError, read_jsonl
 from ppatch.train.modeling import LoadedModel, load_model, threads_for
 
@@ -96,28 +97,6 @@ def read_suite_records(suite: str, path: Path) -> list[dict[str, Any]]:
     return [record for _, record in records]
 
 
-def _installed_patch(spec: str, model: LoadedModel) -> Path:
-    """The `.ppatch` installed on `model` that a package spec (`[ns/]name[@range]`) names."""
-    from patchfmt import PackageSpec, fingerprint_model, parse_version
-    from ppatch.store import blob_path, read_installed
-
-    try:
-        wanted = PackageSpec.parse(spec)
-    except ValueError as error:
-        raise NotFoundError(
-            f"patch {spec!r} is neither a file nor a package spec ([namespace/]name[@range])"
-        ) from error
-    for patch in read_installed(fingerprint_model(model.path)).patches:
-        namespace, _, name = patch.name.partition("/")
-        if name != wanted.name or wanted.namespace not in (None, namespace):
-            continue
-        if wanted.range.contains(parse_version(patch.version)):
-            return blob_path(patch.sha256)
-    raise NotFoundError(
-        f"patch {spec!r} is neither a file nor installed on model {str(model.path)!r}"
-    )
-
-
 def _load_patches(model: LoadedModel, patches: Sequence[str]) -> torch.Tensor | None:
     """The patches' embeddings, concatenated in order, after checking each fits the model."""
     import torch
@@ -130,7 +109,7 @@ def _load_patches(model: LoadedModel, patches: Sequence[str]) -> torch.Tensor | 
     rows = []
     for patch in patches:
         path = Path(patch)
-        source = path if path.is_file() else _installed_patch(patch, model)
+        source = path if path.is_file() else installed_file(fingerprint, patch)
         patch_file = read_patch(source)
         check_fingerprint(patch_file.manifest, fingerprint)
         embeddings = patch_file.embeddings()

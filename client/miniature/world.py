@@ -111,7 +111,8 @@ def _write_prompts(folder: Path, config: WorldConfig) -> None:
 def _train_models(folder: Path, config: WorldConfig) -> None:
     import torch
 
-    from ppatch.train.modeling import quiet_transformers, threads_for
+    from ppatch.runtime.hf_model import quiet_transformers
+    from ppatch.train.modeling import threads_for
 
     quiet_transformers()
     ids = tokenizer.word_ids()

@@ -24,8 +24,8 @@ from typing import Any, BinaryIO, Self
 
 import httpx
 
+from patchfmt.atomic import atomic_write_bytes
 from ppatch import constants
-from ppatch.atomic import atomic_write_bytes
 from ppatch.errors import NetworkError
 from ppatch.registry.blobs import stream_blob
 from ppatch.registry.direct_http import direct_connection_possible, registry_headers
@@ -143,7 +143,7 @@ class RegistryClient:
         etag = response.headers.get("ETag")
         if etag:
             record = json.dumps({"etag": etag, "index": index}).encode()
-            atomic_write_bytes(cache_path, record)
+            atomic_write_bytes(cache_path, record, mode=None, make_parents=True)
         return index
 
     def get_keys(self, namespace: str) -> JsonObject:

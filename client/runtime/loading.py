@@ -11,20 +11,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from patchfmt import (
-    PackageSpec,
     PatchFile,
     check_fingerprint,
     fingerprint_model,
-    parse_version,
     read_patch,
     resolve_model_path,
 )
 from ppatch.errors import NotFoundError, UsageError
+from ppatch.installed import installed_file
+from ppatch.runtime.hf_model import load_pretrained, parse_device, parse_dtype
 from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
-from ppatch.store import blob_path, installed_patch_paths, read_installed
+from ppatch.store import installed_patch_paths
 
 if TYPE_CHECKING:
     import torch
@@ -34,15 +34,12 @@ __all__ = [
     "applied_from_patch_file",
     "apply",
     "load_model",
-    "parse_device",
-    "parse_dtype",
     "resolve_patches",
 ]
 
 PatchSource: TypeAlias = str | os.PathLike[str] | PatchFile | AppliedPatch
 
 WEIGHTS_FILE = "weights.safetensors"
-_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
 def load_model(
@@ -59,30 +56,14 @@ def load_model(
     such as `acme/toxicity@1.2` matched against the installed patches, or a `PatchFile`.
     `device` defaults to CUDA when available, else the CPU; `dtype` to the checkpoint's.
     """
+    # Parsed first: a bad device or dtype is refused before anything is read.
     torch_dtype = parse_dtype(dtype)
     torch_device = parse_device(device)
     path = resolve_model_path(os.fspath(model))
     fingerprint = fingerprint_model(path)
     applied = resolve_patches(patches, fingerprint)
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ppatch.runtime.model_source import model_source
-
-    source = model_source(path)
-    # GGUF's quantized types have no torch dtype: "auto" would keep nothing; float32 is exact.
-    default_dtype: Any = "float32" if source.is_gguf else "auto"
-    hf_model = AutoModelForCausalLM.from_pretrained(
-        source.folder,
-        local_files_only=True,
-        dtype=torch_dtype if torch_dtype is not None else default_dtype,
-        **source.arguments,
-    )
-    hf_model = cast(Any, hf_model).to(torch_device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(
-        source.folder, local_files_only=True, **source.arguments
-    )
-    return PatchedModel(hf_model, applied, tokenizer=tokenizer)
+    loaded = load_pretrained(path, device=torch_device, dtype=torch_dtype, label=os.fspath(model))
+    return PatchedModel(loaded.model, applied, tokenizer=loaded.tokenizer)
 
 
 def apply(
@@ -128,7 +109,7 @@ def resolve_patches(patches: Sequence[PatchSource] | None, fingerprint: str) -> 
                 raise NotFoundError(f"patch file {str(path)!r} does not exist")
             applied.append(_checked(read_patch(path), fingerprint, source=str(path)))
         elif isinstance(source, str):
-            path = _installed_path_for_spec(source, fingerprint)
+            path = installed_file(fingerprint, source)
             applied.append(_checked(read_patch(path), fingerprint, source=str(path)))
         else:
             raise UsageError(
@@ -150,38 +131,6 @@ def applied_from_patch_file(patch: PatchFile, *, source: str) -> AppliedPatch:
     )
 
 
-def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """`None`, a `torch.dtype`, or its name (`"bfloat16"`, `"torch.float16"`)."""
-    if dtype is None:
-        return None
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).removeprefix("torch.")
-    if name not in _DTYPES:
-        raise UsageError(f"unknown dtype {dtype!r}: expected one of {', '.join(_DTYPES)}")
-    parsed: torch.dtype = getattr(torch, name)
-    return parsed
-
-
-def parse_device(device: str | torch.device | None) -> torch.device:
-    """The device to run on: as given, else CUDA when available, else the CPU."""
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UsageError(
-            f"unknown device {device!r}: expected e.g. 'cpu', 'cuda' or 'cuda:1'"
-        ) from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} was asked for but CUDA is not available here")
-    return parsed
-
-
 def _checked(patch: PatchFile, fingerprint: str, *, source: str) -> AppliedPatch:
     check_fingerprint(patch.manifest, fingerprint)
     return applied_from_patch_file(patch, source=source)
@@ -192,40 +141,6 @@ def _looks_like_a_path(source: object) -> bool:
         return False
     # Specs contain "/" too (`acme/toxicity`), so only the suffix or an existing file decide.
     return source.endswith(".ppatch") or Path(source).is_file()
-
-
-def _installed_path_for_spec(text: str, fingerprint: str) -> Path:
-    """The installed file that `[namespace/]name[@range]` names for this model."""
-    spec = PackageSpec.parse(text)
-    installed = read_installed(fingerprint).patches
-    named = [
-        patch
-        for patch in installed
-        if patch.name == spec.full_name
-        or (spec.namespace is None and patch.name.partition("/")[2] == spec.name)
-    ]
-    matching = [
-        patch
-        for patch in named
-        if spec.range.contains(parse_version(patch.version), include_prerelease=True)
-    ]
-    if not matching:
-        listing = ", ".join(f"{patch.name} {patch.version}" for patch in installed) or "none"
-        found = f" (installed: {listing})"
-        raise NotFoundError(
-            f"no installed patch matches {text!r} for model {fingerprint}{found}; "
-            "install it with 'ppatch install' or give a .ppatch path"
-        )
-    if len(matching) > 1:
-        names = ", ".join(f"{patch.name} {patch.version}" for patch in matching)
-        raise UsageError(f"{text!r} matches several installed patches ({names}): add the namespace")
-    path: Path = blob_path(matching[0].sha256)
-    if not path.is_file():
-        raise NotFoundError(
-            f"{matching[0].name} {matching[0].version} is installed but its file {str(path)!r} "
-            "is missing; reinstall it with 'ppatch install'"
-        )
-    return path
 
 
 def _refuse_duplicates(applied: Sequence[AppliedPatch]) -> None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch.errors import NotFoundError, UsageError
+from ppatch.errors import UsageError
 from ppatch.progress import progress
+from ppatch.runtime.hf_model import load_pretrained, resolve_model
 
 if TYPE_CHECKING:
     import torch
@@ -31,9 +32,6 @@ __all__ = [
     "generate",
     "gradient_checkpointing",
     "load_model",
-    "quiet_transformers",
-    "resolve_model",
-    "select_device",
     "threads_for",
 ]
 
@@ -72,37 +70,6 @@ class LoadedModel:
         return self.model.get_input_embeddings().weight.device  # type: ignore[no-any-return]
 
 
-def select_device() -> str:
-    """CUDA when present, else the CPU."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_model(model: str | Path) -> Path:
-    """A local model folder, a local GGUF file, or a repo id already in the local Hugging Face
-    cache."""
-    from patchfmt import is_gguf_file
-
-    path = Path(model).expanduser()
-    if is_gguf_file(path):
-        return path
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise NotFoundError(f"model folder {str(model)!r} has no config.json")
-        return path
-    from patchfmt import resolve_model_path
-
-    try:
-        return Path(resolve_model_path(model))
-    except FileNotFoundError:
-        pass
-    raise NotFoundError(
-        f"model {str(model)!r} not found: give a local folder in Hugging Face layout "
-        "or a GGUF file, or a repo id present in the local Hugging Face cache"
-    )
-
-
 # Below this many parameters a model's matrix products are too small to split across threads:
 # one thread is faster, and on a shared machine far faster than threads that wait for cores.
 SMALL_MODEL_PARAMETERS = 20_000_000
@@ -126,39 +93,17 @@ def threads_for(model: Any) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def quiet_transformers() -> None:
-    """Hide transformers' own progress bars when ours are off (piped output, tests)."""
-    from ppatch.progress import progress_enabled
-
-    if not progress_enabled():
-        from transformers.utils import logging
-
-        logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-
-
 def load_model(
     model: str | Path, device: str | None = None, *, chat_template: bool = True
 ) -> LoadedModel:
+    """`model` (a folder, a GGUF file or a cached repo id) in float32 with every weight frozen;
+    `chat_template` says whether prompts go through the tokenizer's chat template."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ppatch.runtime.model_source import model_source
 
     path = resolve_model(model)
-    source = model_source(path)
-    quiet_transformers()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source.folder, **source.arguments)
-        network = AutoModelForCausalLM.from_pretrained(
-            source.folder, dtype=torch.float32, **source.arguments
-        )
-    except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UsageError(f"cannot load model {str(model)!r}: {first_line}") from error
-    network.to(device or select_device())  # type: ignore[arg-type]
-    network.eval()  # type: ignore[no-untyped-call]
-    network.requires_grad_(False)
-    return LoadedModel(path, network, tokenizer, chat_template=chat_template)
+    loaded = load_pretrained(path, device=device, dtype=torch.float32, label=str(model))
+    loaded.model.requires_grad_(False)
+    return LoadedModel(path, loaded.model, loaded.tokenizer, chat_template=chat_template)
 
 
 def check_same_vocabulary(first: LoadedModel, second: LoadedModel) -> None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch.atomic import check_parent_creatable
 from ppatch.errors import ConflictError, NotFoundError, UsageError
+from ppatch.output_paths import check_parent_creatable
 from ppatch.train.config import RULE_REFUSAL, STAGES, TrainConfig
 from ppatch.train.data import InvalidDataFileError, PreferencePair, read_pairs, read_prompts
 from ppatch.train.modeling import (

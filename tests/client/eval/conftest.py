@@ -19,7 +19,9 @@ def tiny_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_untrained_model(tmp_path_factory.mktemp("tiny-ref") / "reference", seed=5)
 
 
-def write_patch_for(model: Path, path: Path, rows: int = 3, seed: int = 0) -> Path:
+def write_patch_for(
+    model: Path, path: Path, rows: int = 3, seed: int = 0, version: str = "1.0.0"
+) -> Path:
     import numpy
 
     from patchfmt import build_manifest, fingerprint_model, weights_from_array, write_patch
@@ -31,7 +33,7 @@ def write_patch_for(model: Path, path: Path, rows: int = 3, seed: int = 0) -> Pa
     manifest = build_manifest(
         {
             "name": "acme/toxicity",
-            "version": "1.0.0",
+            "version": version,
             "domain": "toxicity",
             "summary": "test patch",
             "license": "Apache-2.0",

@@ -370,7 +370,7 @@ def test_patch_spec_resolves_to_the_installed_patch(
         )
     )
     assert missing == ExitCode.NOT_FOUND
-    assert "neither a file nor installed" in capsys.readouterr().err
+    assert "no installed patch matches 'toxicity@2'" in capsys.readouterr().err
     bad_spec = main(
         _eval(
             "--model",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ppatch.atomic import check_parent_creatable, parents_made_for
 from ppatch.errors import ConflictError
+from ppatch.output_paths import check_parent_creatable, parents_made_for
 
 
 def test_existing_or_missing_folders_pass_and_nothing_is_made(tmp_path: Path) -> None:
