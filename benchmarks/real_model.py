@@ -366,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toxicity-samples", type=int, default=2)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--ablation", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (1: fastest on a shared machine)"
+    )
     args = parser.parse_args(argv)
     if args.out.exists() and any(args.out.iterdir()):
         print(f"error: {str(args.out)!r} exists and is not empty", file=sys.stderr)
@@ -381,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.manual_seed(0)
+    if args.device == "cpu":
+        # On a machine shared with other work, threads that wait for a core at every barrier
+        # make each matrix product many times slower than one thread running alone.
+        torch.set_num_threads(args.threads)
     mark = time.perf_counter()
     if args.model is None:
         from ppatch.wheel_artifacts import smollm2_gguf
