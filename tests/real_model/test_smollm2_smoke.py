@@ -13,6 +13,7 @@ cache), and the patch exported to PEFT and run there.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,15 @@ NEW_TOKENS = 6
 def _artifact_cache() -> Path:
     configured = os.environ.get("PPATCH_TEST_ARTIFACTS")
     return Path(configured) if configured else Path.home() / ".cache" / "ppatch-test-artifacts"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One thread: on a shared CI machine, threads waiting for cores slow every product."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
