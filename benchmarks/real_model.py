@@ -462,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (loaded, prefix) in systems.items():
         rows[name], examples[name] = measure(loaded, prefix, test, args)
         mark = lap(f"evaluate {name}", mark)
+        # Each system's figures as soon as they exist: a long run interrupted keeps them.
+        print(json.dumps({name: rows[name]}), file=sys.stderr, flush=True)
     report = {
         "measured": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": " ".join(sys.argv),
