@@ -24,8 +24,8 @@ from typing import Any
 
 from ppatch.eval.metrics import gap_closure
 from ppatch.eval.runner import System, evaluate_loaded, read_suite_records
-from ppatch.miniature import build_world
 from ppatch.miniature.grammar import DOMAINS
+from ppatch.miniature.world import build_world
 from ppatch.train.config import STAGES, TrainConfig
 from ppatch.train.modeling import load_model, threads_for
 from ppatch.train.pipeline import fit_prompt, generate_preference_data

@@ -23,6 +23,8 @@ __all__ = [
     "DEFAULT_HTTP_RETRIES",
     "DEFAULT_HTTP_TIMEOUT",
     "DOWNLOAD_CHUNK_SIZE",
+    "MAX_ANSWER_BYTES",
+    "blob_mirrors",
     "blobs_dir",
     "cache_dir",
     "config_dir",
@@ -39,6 +41,7 @@ __all__ = [
     "locks_dir",
     "models_dir",
     "offline",
+    "tuf_root_file",
 ]
 
 APP_NAME = "ppatch"
@@ -47,6 +50,10 @@ DEFAULT_HTTP_RETRIES = 3
 # Large chunks keep the per-chunk Python overhead negligible next to the copy itself
 # (benchmarks/client.py compares install throughput against curl).
 DOWNLOAD_CHUNK_SIZE = 1024 * 1024
+# The most a JSON answer (an index, a search, the update check) may hold; reading stops there,
+# so a hostile registry cannot make the client buffer an endless answer. A package index with
+# thousands of releases is well under 1 MiB.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
@@ -113,6 +120,19 @@ def env_registry() -> str | None:
 
 def env_token() -> str | None:
     return os.environ.get("PPATCH_TOKEN") or None
+
+
+def blob_mirrors() -> list[str]:
+    """Origins other than the registry's that blobs may come from (`PPATCH_MIRRORS`, commas)."""
+    raw = os.environ.get("PPATCH_MIRRORS", "")
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def tuf_root_file() -> Path | None:
+    """A registry root the operator distributes (`PPATCH_TUF_ROOT`), pinned instead of the
+    registry's first answer."""
+    raw = os.environ.get("PPATCH_TUF_ROOT")
+    return Path(raw).expanduser() if raw else None
 
 
 def offline() -> bool:

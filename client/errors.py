@@ -16,6 +16,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PpatchError",
+    "StaleIndexError",
     "UsageError",
     "VerificationError",
 ]
@@ -33,6 +34,7 @@ class ExitCode(IntEnum):
     NETWORK = 6  # registry unreachable, timed out, or answered 5xx
     PERMISSION = 7  # no token, bad token, or the token lacks the right
     FAILED = 8  # anything else that went wrong and is not a bug
+    STALE_INDEX = 9  # the registry's signed index is expired, rolled back or frozen
     INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
@@ -48,6 +50,12 @@ class UsageError(PpatchError, ValueError):
 
 class VerificationError(PpatchError):
     exit_code = ExitCode.VERIFICATION
+
+
+class StaleIndexError(VerificationError):
+    """The registry's signed index could not be confirmed fresh: expired or rolled back."""
+
+    exit_code = ExitCode.STALE_INDEX
 
 
 class NotFoundError(PpatchError, LookupError):

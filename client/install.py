@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch import constants, store
+from ppatch import config, constants, store
 from ppatch.errors import NotFoundError, UsageError, VerificationError
+from ppatch.install_plan import InstallAction, changes, plan_lockfile
 from ppatch.progress import deferred_progress, progress
 from ppatch.registry.errors import RegistryNotFoundError
 from ppatch.resolver import Pin, Resolution, resolve
@@ -27,13 +27,16 @@ from ppatch.trust import ensure_trusted, public_keys
 
 if TYPE_CHECKING:
     from patchfmt import PackageSpec
+    from ppatch.lockfile import Lockfile
     from ppatch.registry.client import RegistryClient
 
 __all__ = [
-    "InstallAction",
     "ModelTarget",
     "Pin",
+    "carry_out",
     "fetch_verified",
+    "install_locked",
+    "is_yanked",
     "model_target",
     "record",
     "resolve_spec",
@@ -51,48 +54,6 @@ class ModelTarget:
 
     path: Path
     fingerprint: str
-
-
-@dataclass(frozen=True)
-class InstallAction:
-    """What an install does, or would do, for one package.
-
-    `action` is "install", "upgrade", "downgrade", "reinstall" or "unchanged"; `pin` is None
-    only for "unchanged" when the installed version already satisfied the request.
-    """
-
-    name: str
-    version: str
-    action: str
-    pin: Pin | None = None
-    previous: str | None = None
-    warnings: tuple[str, ...] = ()
-
-    def as_json(self) -> dict[str, Any]:
-        pin = self.pin
-        return {
-            "name": self.name,
-            "version": self.version,
-            "previous_version": self.previous,
-            "action": self.action,
-            "sha256": pin.sha256 if pin else None,
-            "size": pin.size if pin else None,
-            "url": pin.url if pin else None,
-            "yanked": pin.yanked if pin else False,
-            "warnings": list(self.warnings),
-        }
-
-    def installed_entry(self, registry: str | None) -> store.InstalledPatch:
-        assert self.pin is not None
-        return store.InstalledPatch(
-            name=self.pin.full_name,
-            version=self.pin.version,
-            sha256=self.pin.sha256,
-            size=self.pin.size,
-            registry=registry,
-            url=self.pin.url,
-            filename=self.pin.filename,
-        )
 
 
 def model_target(model: str) -> ModelTarget:
@@ -146,6 +107,15 @@ def resolve_spec(
     return resolve(spec, indexes, fingerprint, allow_prerelease=allow_prerelease, known_names=known)
 
 
+def is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
+    """Whether the registry now marks the installed version of `patch` as yanked."""
+    namespace, name = patch.name.split("/", 1)
+    for release in client.get_index(namespace, name).get("releases", []):
+        if release.get("version") == patch.version:
+            return bool(release.get("yanked"))
+    return False
+
+
 def verify_blob(path: Path, expected_sha256: str, fingerprint: str) -> Any:
     """Check a stored file again: digest, format, and that it fits the model. Its PatchFile."""
     from patchfmt import check_fingerprint, read_patch
@@ -190,7 +160,8 @@ def fetch_verified(client: RegistryClient | None, pin: Pin, fingerprint: str) ->
 
     with store.temporary_download() as (temporary, handle):
         with progress(f"{pin.full_name} {pin.version}", pin.size, unit="bytes") as advance:
-            digest = client.download(pin.url, handle, on_bytes=advance)
+            # The index's length bounds the read: an endless answer stops there.
+            digest = client.download(pin.url, handle, on_bytes=advance, max_bytes=pin.size)
         handle.flush()
         size = handle.tell()
         if not hmac.compare_digest(digest, pin.sha256) or size != pin.size:
@@ -206,19 +177,6 @@ def fetch_verified(client: RegistryClient | None, pin: Pin, fingerprint: str) ->
         verify_patch(patch, public_keys(pinned))
         check_fingerprint(patch.manifest, fingerprint)
         return store.store_blob(temporary, pin.sha256)
-
-
-def classify(pin: Pin, installed: store.InstalledPatch | None) -> str:
-    from patchfmt import parse_version
-
-    if installed is None:
-        return "install"
-    if installed.sha256 == pin.sha256:
-        return "unchanged"
-    before, after = parse_version(installed.version), parse_version(pin.version)
-    if after > before:
-        return "upgrade"
-    return "downgrade" if after < before else "reinstall"
 
 
 def record(
@@ -238,6 +196,62 @@ def record(
         return state
 
 
-def warn(messages: Sequence[str]) -> None:
-    for message in messages:
-        print(f"ppatch: warning: {message}", file=sys.stderr)
+def carry_out(
+    client: RegistryClient | None,
+    target: ModelTarget,
+    actions: Sequence[InstallAction],
+    registry: str | None,
+) -> None:
+    """Download and verify everything first; record the lot only when all of it passed."""
+    changing = changes(actions)
+    for action in changing:
+        assert action.pin is not None
+        fetch_verified(client, action.pin, target.fingerprint)
+    if changing:
+        record(target, [action.installed_entry(registry) for action in changing])
+
+
+def install_locked(
+    target: ModelTarget,
+    locked: Lockfile,
+    *,
+    source: str,
+    registry: str | None = None,
+    dry_run: bool = False,
+) -> list[InstallAction]:
+    """Install the exact files of a lockfile: each from the blob cache when its sha256 is
+    there, else downloaded from `registry` (or the entry's own) and verified. Nothing is
+    recorded unless every file passed. Returns the plan, carried out unless `dry_run`."""
+    from ppatch.registry.client import RegistryClient
+
+    if locked.fingerprint != target.fingerprint:
+        raise VerificationError(
+            f"lockfile {source!r} was frozen for model {locked.fingerprint}, but "
+            f"{str(target.path)!r} has fingerprint {target.fingerprint}"
+        )
+    state = store.read_installed(target.fingerprint)
+    actions = plan_lockfile(state, locked.entries, target.fingerprint)
+    entries = {entry.name: entry for entry in locked.entries}
+    clients: dict[str, RegistryClient] = {}
+    try:
+        for action in changes(actions):
+            assert action.pin is not None
+            entry = entries[action.name]
+            source_client = None
+            if not store.has_blob(entry.sha256):
+                url = config.resolve_registry(registry or entry.registry)
+                if url not in clients:
+                    clients[url] = RegistryClient(url)
+                source_client = clients[url]
+                if entry.size is None:
+                    raise UsageError(
+                        f"lockfile entry {entry.name} has no size; cannot verify a download"
+                    )
+            if not dry_run:
+                fetch_verified(source_client, action.pin, target.fingerprint)
+    finally:
+        for client in clients.values():
+            client.close()
+    if not dry_run and changes(actions):
+        record(target, [entries[action.name].as_installed() for action in changes(actions)])
+    return actions

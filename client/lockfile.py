@@ -18,7 +18,6 @@ TOML, so that people can read and review it:
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,14 +25,13 @@ from typing import Any
 
 import tomli_w
 
+from patchfmt.blob_paths import is_sha256_hex
 from ppatch.errors import UsageError
 from ppatch.store import InstalledPatch, InstalledSet
 
 __all__ = ["LOCK_FORMAT", "InvalidLockfileError", "LockEntry", "Lockfile", "dumps", "loads"]
 
 LOCK_FORMAT = "ppatch-lock/1"
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*")
 
 
 class InvalidLockfileError(UsageError):
@@ -95,11 +93,11 @@ def _entry(raw: Any, position: int, problems: list[str]) -> LockEntry | None:
     name, version, sha256 = raw.get("name"), raw.get("version"), raw.get("sha256")
     size, registry, url = raw.get("size"), raw.get("registry"), raw.get("url")
     start = len(problems)
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not _is_package_name(name):
         problems.append(f"{where}.name {name!r} is not 'namespace/name'")
     if not isinstance(version, str) or not version:
         problems.append(f"{where}.version {version!r} is not a version string")
-    if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
+    if not is_sha256_hex(sha256):
         problems.append(f"{where}.sha256 {sha256!r} is not 64 lowercase hex digits")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         problems.append(f"{where}.size {size!r} is not a byte count")
@@ -145,3 +143,12 @@ def loads(text: str, source: str) -> Lockfile:
         fingerprint=str(fingerprint),
         entries=tuple(entry for entry in entries if entry is not None),
     )
+
+
+def _is_package_name(text: str) -> bool:
+    # patchfmt.names is imported here, not at the top: it pulls in the version library, which
+    # the CLI's start-up path (`ppatch outdated`) does not need.
+    from patchfmt.names import is_name_part
+
+    namespace, slash, name = text.partition("/")
+    return bool(slash) and is_name_part(namespace) and is_name_part(name)

@@ -62,8 +62,9 @@ def deferred_progress(
     """`progress`, but the bar appears at the first advance: for work that is usually skipped.
 
     Fingerprinting a model is the case: its fingerprint is nearly always cached, and importing
-    rich for a bar that never moves costs a cron job's `ppatch outdated` ~60 ms. The returned
-    function may be called from several threads, as the fingerprint's workers do.
+    rich for a bar that never moves would cost a cron job's `ppatch outdated` a large part of
+    its start-up budget (docs/cli.md). The returned function may be called from several
+    threads, as the fingerprint's workers do.
     """
     if not progress_enabled():
         yield lambda _amount: None

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ppatch.errors import NotFoundError, UsageError
+from ppatch.errors import NotFoundError, UsageError, VerificationError
 
 # `patchfmt.versions` imports `semantic_version`, which costs ~40 ms at start-up; `ppatch
 # outdated` imports this module (through `ppatch.install`) for `Pin` but resolves nothing, so the
@@ -27,6 +27,7 @@ __all__ = [
     "AmbiguousPackageError",
     "NoArtifactError",
     "NoMatchingVersionError",
+    "PackageSubstitutedError",
     "Pin",
     "Resolution",
     "UnknownPackageError",
@@ -79,6 +80,18 @@ class AmbiguousPackageError(UsageError):
         self.candidates = list(candidates)
 
 
+class PackageSubstitutedError(VerificationError):
+    """The registry answered a package index for another package than the one asked for."""
+
+    def __init__(self, requested: str, answered: str) -> None:
+        super().__init__(
+            f"asked the registry for {requested} but it answered with the index of {answered}; "
+            "refusing it (a registry or proxy substituting packages)"
+        )
+        self.requested = requested
+        self.answered = answered
+
+
 @dataclass(frozen=True)
 class Pin:
     """One exact artifact to install."""
@@ -129,8 +142,14 @@ def _releases(index: Index) -> list[tuple[Any, Mapping[str, Any]]]:
             parsed.append((parse_version(str(release["version"])), release))
         except (KeyError, ValueError):
             continue
-    parsed.sort(key=lambda pair: pair[0], reverse=True)
+    parsed.sort(key=_by_version, reverse=True)
     return parsed
+
+
+def _by_version(pair: tuple[Any, Mapping[str, Any]]) -> Any:
+    from patchfmt.versions import version_sort_key
+
+    return version_sort_key(str(pair[1]["version"]))
 
 
 def _artifact_for(release: Mapping[str, Any], fingerprint: str) -> Mapping[str, Any] | None:
@@ -140,16 +159,17 @@ def _artifact_for(release: Mapping[str, Any], fingerprint: str) -> Mapping[str, 
     return None
 
 
-def _pin(index: Index, release: Mapping[str, Any], artifact: Mapping[str, Any]) -> Pin:
+def _pin(full_name: str, release: Mapping[str, Any], artifact: Mapping[str, Any]) -> Pin:
+    namespace, name = full_name.split("/", 1)
     return Pin(
-        namespace=str(index["namespace"]),
-        name=str(index["name"]),
+        namespace=namespace,
+        name=name,
         version=str(release["version"]),
         fingerprint=str(artifact["fingerprint"]),
         sha256=str(artifact["sha256"]),
         size=int(artifact["size"]),
         url=str(artifact["url"]),
-        filename=str(artifact.get("filename") or f"{index['name']}-{release['version']}.ppatch"),
+        filename=str(artifact.get("filename") or f"{name}-{release['version']}.ppatch"),
         key_id=artifact.get("key_id"),
         yanked=bool(release.get("yanked")),
         yanked_reason=release.get("yanked_reason"),
@@ -157,6 +177,7 @@ def _pin(index: Index, release: Mapping[str, Any], artifact: Mapping[str, Any]) 
 
 
 def _resolve_in(
+    full_name: str,
     index: Index,
     version_range: VersionRange,
     range_text: str,
@@ -165,7 +186,11 @@ def _resolve_in(
 ) -> Resolution:
     from patchfmt.versions import select_version
 
-    full_name = f"{index['namespace']}/{index['name']}"
+    # The name comes from the request (the key of `indexes`), never from the answer: the pinned
+    # keys, the installed name and the blob identity check all follow it.
+    answered = f"{index.get('namespace')}/{index.get('name')}"
+    if answered != full_name:
+        raise PackageSubstitutedError(full_name, answered)
     releases = _releases(index)
     exact = version_range.exact
     if exact is not None:
@@ -182,7 +207,7 @@ def _resolve_in(
         if release.get("yanked"):
             reason = release.get("yanked_reason") or "no reason given"
             warnings = (f"{full_name} {release['version']} is yanked: {reason}",)
-        return Resolution(_pin(index, release, artifact), warnings)
+        return Resolution(_pin(full_name, release, artifact), warnings)
 
     by_version = {version: release for version, release in releases}
     for_model = [
@@ -195,7 +220,7 @@ def _resolve_in(
         release = by_version[chosen]
         artifact = _artifact_for(release, fingerprint)
         assert artifact is not None  # for_model only holds releases with one
-        return Resolution(_pin(index, release, artifact))
+        return Resolution(_pin(full_name, release, artifact))
     any_model = [(version, bool(release.get("yanked"))) for version, release in releases]
     if select_version(any_model, version_range, allow_prerelease=allow_prerelease) is None:
         raise NoMatchingVersionError(full_name, range_text, _listing(releases))
@@ -204,7 +229,7 @@ def _resolve_in(
 
 def _listing(releases: Iterable[tuple[Any, Mapping[str, Any]]]) -> list[str]:
     shown = []
-    for _, release in sorted(releases, key=lambda pair: pair[0]):
+    for _, release in sorted(releases, key=_by_version):
         suffix = " (yanked)" if release.get("yanked") else ""
         shown.append(f"{release['version']}{suffix}")
     return shown
@@ -212,7 +237,7 @@ def _listing(releases: Iterable[tuple[Any, Mapping[str, Any]]]) -> list[str]:
 
 def _fingerprints(releases: Iterable[tuple[Any, Mapping[str, Any]]]) -> list[str]:
     found: dict[str, list[str]] = {}
-    for _, release in sorted(releases, key=lambda pair: pair[0]):
+    for _, release in sorted(releases, key=_by_version):
         for artifact in release.get("artifacts", []):
             found.setdefault(str(artifact.get("fingerprint")), []).append(str(release["version"]))
     return [f"{fp} ({', '.join(versions)})" for fp, versions in sorted(found.items())]
@@ -241,8 +266,9 @@ def resolve(
 
     `indexes` maps `namespace/name` to that package's index: for a spec with a namespace, its
     own index (absent when the registry does not know it); for a bare name, every package of
-    that name across namespaces. `known_names` (from a search) feeds the suggestions of
-    `UnknownPackageError`.
+    that name across namespaces. Each key is the package the caller asked the registry for; an
+    index that names another package raises `PackageSubstitutedError`. `known_names` (from a
+    search) feeds the suggestions of `UnknownPackageError`.
     """
     if isinstance(spec, str):
         from patchfmt.names import PackageSpec
@@ -266,7 +292,7 @@ def resolve(
     for full_name, index in sorted(candidates.items()):
         try:
             resolved[full_name] = _resolve_in(
-                index, version_range, range_text, fingerprint, allow_prerelease
+                full_name, index, version_range, range_text, fingerprint, allow_prerelease
             )
         except NotFoundError as error:
             failures[full_name] = error

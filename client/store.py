@@ -32,6 +32,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from patchfmt.atomic import atomic_write_text
+from patchfmt.blob_paths import is_sha256_hex
 from ppatch import constants
 from ppatch.errors import NotFoundError, PpatchError, UsageError
 
@@ -47,6 +48,7 @@ __all__ = [
     "has_blob",
     "installed_blob",
     "installed_patch_paths",
+    "installed_set_path",
     "model_lock",
     "read_installed",
     "remove_stale_downloads",
@@ -56,7 +58,6 @@ __all__ = [
 ]
 
 STATE_FORMAT = "ppatch-installed/1"
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _FINGERPRINT = re.compile(r"sha256:([0-9a-f]{64})")
 LOCK_TIMEOUT_SECONDS = 300.0
 _DOWNLOAD_PREFIX, _DOWNLOAD_SUFFIX = "download-", ".part"
@@ -122,7 +123,7 @@ def _fingerprint_hex(fingerprint: str) -> str:
 
 
 def _check_sha256(sha256: str) -> str:
-    if _SHA256_HEX.fullmatch(sha256) is None:
+    if not is_sha256_hex(sha256):
         raise UsageError(f"sha256 {sha256!r} is not valid: expected 64 lowercase hex digits")
     return sha256
 
@@ -228,12 +229,13 @@ def model_lock(fingerprint: str) -> filelock.BaseFileLock:
     )
 
 
-def _state_path(fingerprint: str) -> Path:
+def installed_set_path(fingerprint: str) -> Path:
+    """The file holding a model's installed set (what `ppatch serve` watches for changes)."""
     return constants.models_dir() / f"{_fingerprint_hex(fingerprint)}.json"
 
 
 def read_installed(fingerprint: str) -> InstalledSet:
-    path = _state_path(fingerprint)
+    path = installed_set_path(fingerprint)
     try:
         data: Any = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -260,7 +262,7 @@ def write_installed(state: InstalledSet) -> None:
         "patches": [asdict(patch) for patch in state.patches],
     }
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(_state_path(state.fingerprint), text, mode=None, make_parents=True)
+    atomic_write_text(installed_set_path(state.fingerprint), text, mode=None, make_parents=True)
 
 
 def installed_blob(patch: InstalledPatch) -> Path:

@@ -5,13 +5,19 @@ The first time a namespace of a registry is used, its active keys (from
 `known_hosts`. Afterwards a patch signed by any other key is refused with `KeyChangedError`,
 which says how to accept the change on purpose (`ppatch trust NS`). `ppatch trust NS
 --public-key PUB` pins a key given out of band instead of the registry's.
+
+Every download reads the namespace's keys again for revocations. A key once seen revoked is
+remembered (`[revoked]` in the same file) and refused from then on, pinned or not, so a
+replayed older answer cannot bring it back. An answer for another namespace than the one asked
+for is refused.
 """
 
 from __future__ import annotations
 
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,15 +32,47 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KeyChangedError",
+    "KeyRevokedError",
+    "KeysChange",
     "ensure_trusted",
+    "keys_change",
     "pin_keys",
     "pinned_keys",
     "public_keys",
+    "registry_keys",
+    "remember_revoked",
+    "revoked_keys",
     "trust_from_registry",
     "trust_public_key_file",
 ]
 
 PemByKeyId = dict[str, str]
+
+
+@dataclass(frozen=True)
+class KeysChange:
+    """What `ppatch trust NS` would replace: the pinned keys (None before first use) and the
+    keys it would pin instead."""
+
+    namespace: str
+    registry: str
+    old: PemByKeyId | None
+    new: PemByKeyId
+
+    @property
+    def changed(self) -> bool:
+        return self.old is not None and set(self.old) != set(self.new)
+
+
+class KeyRevokedError(VerificationError):
+    def __init__(self, registry: str, namespace: str, key_id: str) -> None:
+        super().__init__(
+            f"namespace {namespace!r} on {registry} revoked key {key_id!r}; a patch signed with "
+            "it is refused (the key may have been stolen)"
+        )
+        self.registry = registry
+        self.namespace = namespace
+        self.key_id = key_id
 
 
 class KeyChangedError(VerificationError):
@@ -68,10 +106,14 @@ def pinned_keys(registry: str, namespace: str) -> PemByKeyId | None:
     return {str(key_id): str(pem) for key_id, pem in entry.items()}
 
 
-def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
-    """Replace the pinned keys of a namespace (atomic write of the whole file)."""
-    if not keys:
-        raise UsageError(f"namespace {namespace!r} on {registry} has no active key to pin")
+def revoked_keys(registry: str, namespace: str) -> set[str]:
+    """The key ids of `namespace` this client has ever seen revoked."""
+    entry = _load_all().get("revoked", {}).get(registry, {}).get(namespace, [])
+    return {str(item) for item in entry} if isinstance(entry, list) else set()
+
+
+def _update(change: Callable[[dict[str, Any]], None]) -> None:
+    """Read, change and atomically rewrite the whole file under its lock."""
     import filelock
 
     path = constants.known_keys_file()
@@ -79,34 +121,90 @@ def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
     # Two installs pinning different namespaces at once must not lose one of the pins.
     with filelock.FileLock(path.with_name(f"{path.name}.lock"), timeout=60):
         data = _load_all()
-        data.setdefault("registries", {}).setdefault(registry, {})[namespace] = dict(keys)
+        change(data)
         atomic_write_text(path, tomli_w.dumps(data), mode=None, make_parents=True)
 
 
-def _checked_keys(body: Mapping[str, Any], namespace: str) -> PemByKeyId:
-    """Active keys from a keys answer, each key id recomputed from its PEM, not believed."""
+def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
+    """Replace the pinned keys of a namespace (atomic write of the whole file)."""
+    if not keys:
+        raise UsageError(f"namespace {namespace!r} on {registry} has no active key to pin")
+
+    def change(data: dict[str, Any]) -> None:
+        data.setdefault("registries", {}).setdefault(registry, {})[namespace] = dict(keys)
+
+    _update(change)
+
+
+def remember_revoked(registry: str, namespace: str, key_ids: Iterable[str]) -> None:
+    """Add `key_ids` to the namespace's revoked keys; never removes one."""
+    new = set(key_ids) - revoked_keys(registry, namespace)
+    if not new:
+        return
+
+    def change(data: dict[str, Any]) -> None:
+        known = data.setdefault("revoked", {}).setdefault(registry, {})
+        known[namespace] = sorted(set(known.get(namespace, [])) | new)
+
+    _update(change)
+
+
+def _checked_id(entry: Mapping[str, Any], namespace: str) -> tuple[str, str]:
+    """(key id, PEM) of a keys-answer entry, the id recomputed from the PEM, not believed."""
     from patchfmt import key_id, load_public_key
 
-    keys: PemByKeyId = {}
+    pem = str(entry.get("public_key", ""))
+    computed = key_id(load_public_key(pem.encode()))
+    if entry.get("key_id") != computed:
+        raise VerificationError(
+            f"registry key for {namespace!r} claims id {entry.get('key_id')!r} but its "
+            f"public key has id {computed!r}"
+        )
+    return computed, pem
+
+
+def registry_keys(client: RegistryClient, namespace: str) -> tuple[PemByKeyId, set[str]]:
+    """The registry's active keys of `namespace` and the ids it says are revoked."""
+    body = client.get_keys(namespace)
+    if body.get("namespace") != namespace:
+        raise VerificationError(
+            f"asked {client.base_url} for the keys of {namespace!r} but it answered with the "
+            f"keys of {body.get('namespace')!r}; refusing them"
+        )
+    active: PemByKeyId = {}
+    revoked: set[str] = set()
     for entry in body.get("keys", []):
-        if not isinstance(entry, dict) or not entry.get("active", True):
+        if not isinstance(entry, dict):
             continue
-        pem = str(entry.get("public_key", ""))
-        computed = key_id(load_public_key(pem.encode()))
-        if entry.get("key_id") != computed:
-            raise VerificationError(
-                f"registry key for {namespace!r} claims id {entry.get('key_id')!r} but its "
-                f"public key has id {computed!r}"
-            )
-        keys[computed] = pem
-    return keys
+        identifier, pem = _checked_id(entry, namespace)
+        if entry.get("active", True):
+            active[identifier] = pem
+        else:
+            revoked.add(identifier)
+    return active, revoked
+
+
+def _current(client: RegistryClient, namespace: str) -> PemByKeyId:
+    """The active keys worth pinning: the registry's, less any key ever seen revoked."""
+    active, revoked = registry_keys(client, namespace)
+    remember_revoked(client.base_url, namespace, revoked)
+    known_revoked = revoked_keys(client.base_url, namespace)
+    return {key: pem for key, pem in active.items() if key not in known_revoked}
+
+
+def keys_change(client: RegistryClient, namespace: str) -> KeysChange:
+    """What re-pinning `namespace` from the registry would change (`ppatch trust NS`)."""
+    new = _current(client, namespace)
+    if not new:
+        raise UsageError(f"namespace {namespace!r} on {client.base_url} has no active key to pin")
+    return KeysChange(namespace, client.base_url, pinned_keys(client.base_url, namespace), new)
 
 
 def trust_from_registry(client: RegistryClient, namespace: str) -> PemByKeyId:
-    """Pin the registry's current active keys for `namespace` (`ppatch trust NS`)."""
-    keys = _checked_keys(client.get_keys(namespace), namespace)
-    pin_keys(client.base_url, namespace, keys)
-    return keys
+    """Pin the registry's current active keys for `namespace`, without asking."""
+    change = keys_change(client, namespace)
+    pin_keys(client.base_url, namespace, change.new)
+    return change.new
 
 
 def trust_public_key_file(registry: str, namespace: str, path: Path) -> str:
@@ -128,11 +226,16 @@ def trust_public_key_file(registry: str, namespace: str, path: Path) -> str:
 
 
 def ensure_trusted(client: RegistryClient, namespace: str, key_id: str) -> PemByKeyId:
-    """The pinned keys of `namespace`, pinning on first use; refuse a key that is not pinned."""
+    """The pinned keys of `namespace`, pinning on first use; refuse a key that is not pinned
+    or that was ever revoked."""
     registry = client.base_url
+    current = _current(client, namespace)  # records revocations, even before the first pin
+    if key_id in revoked_keys(registry, namespace):
+        raise KeyRevokedError(registry, namespace, key_id)
     pinned = pinned_keys(registry, namespace)
     if pinned is None:
-        pinned = trust_from_registry(client, namespace)
+        pin_keys(registry, namespace, current)
+        pinned = current
         print(
             f"ppatch: pinned {len(pinned)} key(s) for namespace {namespace!r} on {registry}: "
             f"{', '.join(sorted(pinned))}",

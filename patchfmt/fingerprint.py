@@ -383,7 +383,9 @@ def _file_stats(files: list[Path]) -> list[list[Any]]:
     stats = []
     for path in files:
         info = path.stat()
-        stats.append([path.name, info.st_size, info.st_mtime_ns, info.st_ino])
+        # ctime too: an in-place edit can restore the mtime (`touch -r`, `os.utime`), but
+        # not the ctime, which only the kernel sets.
+        stats.append([path.name, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino])
     return stats
 
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from semantic_version import Version
 
+from patchfmt.blob_paths import is_sha256_hex
 from patchfmt.canonical import canonical_json, loads_strict
 from patchfmt.errors import (
     InvalidManifestError,
@@ -23,7 +23,12 @@ from patchfmt.errors import (
     InvalidVersionError,
     UnsupportedFormatError,
 )
-from patchfmt.names import parse_package_name, validate_name_part
+from patchfmt.names import (
+    MAX_NAME_PART_LENGTH,
+    NAME_PART_PATTERN,
+    parse_package_name,
+    validate_name_part,
+)
 from patchfmt.versions import parse_version
 from patchfmt.weights import array_from_weights, inspect_weights
 
@@ -52,7 +57,6 @@ MAX_HIDDEN_SIZE = 65536
 MAX_FILE_SIZE = 2**32 - 1  # ZIP without zip64
 
 _FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CREATED = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _FORMAT_LIKE = re.compile(r"ppatch/(\d+)")
 # Control characters, and lone surrogates, which have no UTF-8 encoding.
@@ -99,7 +103,7 @@ class FileDigest(BaseModel):
     @field_validator("sha256")
     @classmethod
     def _sha256(cls, value: str) -> str:
-        if not _SHA256_HEX.fullmatch(value):
+        if not is_sha256_hex(value):
             raise ValueError("expected 64 lowercase hex digits")
         return value
 
@@ -213,7 +217,7 @@ class Manifest(BaseModel):
                 pass
         raise ValueError(
             "expected 'toxicity', 'bias', 'harm' or 'custom:<word>' with <word> matching "
-            "[a-z0-9][a-z0-9_-]* (at most 64 characters)"
+            f"{NAME_PART_PATTERN.pattern} (at most {MAX_NAME_PART_LENGTH} characters)"
         )
 
     @field_validator("summary")
@@ -292,16 +296,8 @@ class Manifest(BaseModel):
         )
 
     @property
-    def parsed_version(self) -> Version:
-        return parse_version(self.version)
-
-    @property
     def namespace(self) -> str:
         return parse_package_name(self.name)[0]
-
-    @property
-    def short_name(self) -> str:
-        return parse_package_name(self.name)[1]
 
 
 def _short_repr(value: Any, limit: int = 80) -> str:

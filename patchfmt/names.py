@@ -16,6 +16,7 @@ __all__ = [
     "MAX_NAME_PART_LENGTH",
     "NAME_PART_PATTERN",
     "PackageSpec",
+    "is_name_part",
     "parse_package_name",
     "validate_name_part",
 ]
@@ -25,6 +26,11 @@ NAME_PART_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _RULE = (
     f"each part must be lowercase [a-z0-9][a-z0-9_-]* and at most {MAX_NAME_PART_LENGTH} characters"
 )
+
+
+def is_name_part(text: str) -> bool:
+    """True when `text` follows the rule (the check, without building an error message)."""
+    return len(text) <= MAX_NAME_PART_LENGTH and NAME_PART_PATTERN.fullmatch(text) is not None
 
 
 def validate_name_part(part: str, *, what: str = "name") -> str:

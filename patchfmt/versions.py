@@ -10,6 +10,7 @@ pre-releases of `X.Y.Z`, as npm's own desugaring (`<X.Y.Z-0`) of `^`, `~` and X-
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -23,8 +24,10 @@ __all__ = [
     "MAX_VERSION_LENGTH",
     "Version",
     "VersionRange",
+    "is_prerelease",
     "parse_version",
     "select_version",
+    "version_sort_key",
 ]
 
 MAX_VERSION_LENGTH = 128
@@ -58,6 +61,20 @@ def _release_key(version: Version) -> Version:
         patch=version.patch,
         prerelease=version.prerelease,
     )
+
+
+@functools.lru_cache(maxsize=8192)
+def version_sort_key(text: str) -> tuple[Version, str]:
+    """The one sort key for version strings, on the server and the client: SemVer precedence
+    (build metadata does not count), then the text, so versions that differ only in build
+    metadata still sort in one stable order. Cached: the same few versions sort on every poll."""
+    return _release_key(parse_version(text)), text
+
+
+@functools.lru_cache(maxsize=8192)
+def is_prerelease(text: str) -> bool:
+    """True for a version with a pre-release part (`1.0.0-rc.1`)."""
+    return bool(parse_version(text).prerelease)
 
 
 def _same_release(left: Version, right: Version) -> bool:

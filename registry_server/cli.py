@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from registry_server import __version__, admin
+from registry_server import __version__, admin, tuf_commands
 from registry_server import fsck as fsck_module
 from registry_server.config import Settings
 from registry_server.db import create_registry_engine, session_factory
@@ -29,7 +30,8 @@ from registry_server.models import SCOPES
 
 __all__ = ["app_from_environment", "build_parser", "main"]
 
-# Exit codes follow the ppatch client's (ppatch.errors.ExitCode).
+# Exit codes follow the ppatch client's (ppatch.errors.ExitCode); fsck exits 1 on a problem.
+EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 4
 EXIT_CONFLICT = 5
@@ -41,6 +43,7 @@ _EXIT_FOR_CODE = {
     ErrorCode.CONFLICT: EXIT_CONFLICT,
     ErrorCode.VERSION_EXISTS: EXIT_CONFLICT,
     ErrorCode.INVALID_REQUEST: EXIT_USAGE,
+    ErrorCode.INVALID_SIGNATURE: 3,  # as the client's verification failures
 }
 
 
@@ -109,9 +112,9 @@ def app_from_environment() -> FastAPI:
 def _freeze_startup_heap() -> None:
     """Move everything built so far (modules, the app, its routes and schemas) out of the
     garbage collector's reach. They live as long as the process, yet every full collection
-    walks them all: measured (benchmarks/registry.py, PostgreSQL, 64 connections), the full
-    collections while serving paused the event loop 140-160 ms each and were the whole p99
-    (135 ms; 32-39 ms frozen). The `gc.freeze()` recipe from the `gc` module's documentation."""
+    walks them all, pausing the event loop; under load those pauses were the whole p99
+    (benchmarks/registry.py; the figures are in docs/registry.md). The `gc.freeze()` recipe from
+    the `gc` module's documentation."""
     gc.collect()
     gc.freeze()
 
@@ -313,8 +316,44 @@ def build_parser() -> argparse.ArgumentParser:
         f"{fsck_module.DEFAULT_GRACE_SECONDS:g}), since another server process may be between "
         "storing a blob and committing its row right now; 0 only when no server is running",
     )
-    fsck.set_defaults(handler=fsck_module.run_fsck)
+    fsck.set_defaults(handler=_fsck)
+    tuf_commands.register(commands, _Parser)
     return parser
+
+
+def _fsck(args: argparse.Namespace, settings: Settings) -> int:
+    """One line per problem (or a JSON report), exit 1 when any; with `--repair`, first what
+    was removed or kept."""
+    if args.grace is not None and not args.repair:
+        raise CommandError("--grace applies to --repair only: add --repair", EXIT_USAGE)
+    grace = fsck_module.DEFAULT_GRACE_SECONDS if args.grace is None else float(args.grace)
+    try:
+        report = fsck_module.run_fsck(settings, repair=args.repair, grace_seconds=grace)
+    except fsck_module.SchemaNotCurrentError as error:
+        raise CommandError(str(error)) from None
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        for line in _fsck_lines(report):
+            print(line)
+    return EXIT_PROBLEMS if report.problems else 0
+
+
+def _fsck_lines(report: fsck_module.FsckReport) -> list[str]:
+    lines = []
+    if report.repaired is not None:
+        for item in report.repaired.removed:
+            age = f"{item.age_seconds:g}"
+            lines.append(f"removed {item.kind.value} {item.name}: last written {age} s ago")
+        for item in report.repaired.kept:
+            lines.append(
+                f"kept {item.kind.value} {item.name}: last written {item.age_seconds:g} s "
+                f"ago, within the {report.grace_seconds:g} s grace period"
+            )
+    lines.extend(problem.line() for problem in report.problems)
+    if report.clean:
+        lines.append(f"clean: database and {report.storage} agree")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,22 @@ class Settings(BaseSettings):
         default=60, ge=0, description="Cache-Control max-age of package indexes, seconds"
     )
 
+    tuf_online_key: Path | None = Field(
+        default=None,
+        description="PEM private key signing targets, snapshot and timestamp; "
+        "default: `home`/tuf/online-key.pem (every server process needs the same file)",
+    )
+    tuf_timestamp_expiry: int = Field(
+        default=86400, gt=60, description="seconds a signed timestamp stays valid"
+    )
+    tuf_snapshot_expiry: int = Field(default=7 * 86400, gt=60)
+    tuf_targets_expiry: int = Field(default=30 * 86400, gt=60)
+    tuf_root_expiry: int = Field(default=365 * 86400, gt=60)
+
+    @property
+    def resolved_tuf_online_key(self) -> Path:
+        return self.tuf_online_key or self.home / "tuf" / "online-key.pem"
+
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

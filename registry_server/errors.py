@@ -7,7 +7,6 @@ a typed exception in one place (`ppatch.registry.errors`).
 
 from __future__ import annotations
 
-import enum
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -18,45 +17,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from patchfmt.error_codes import DEFAULT_STATUS, ErrorCode, code_for_status
 from registry_server.storage import BlobNotFoundError, StorageError
 
 __all__ = ["ErrorCode", "RegistryError", "error_body", "install_error_handlers"]
 
 logger = logging.getLogger("registry_server")
-
-
-class ErrorCode(enum.StrEnum):
-    UNAUTHORIZED = "unauthorized"
-    FORBIDDEN = "forbidden"
-    NOT_FOUND = "not_found"
-    VERSION_EXISTS = "version_exists"
-    CONFLICT = "conflict"
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    INVALID_PATCH = "invalid_patch"
-    INVALID_SIGNATURE = "invalid_signature"
-    NAME_MISMATCH = "name_mismatch"
-    INVALID_REQUEST = "invalid_request"
-    DATABASE_UNAVAILABLE = "database_unavailable"
-    STORAGE_UNAVAILABLE = "storage_unavailable"
-    INTERNAL = "internal"
-
-
-# The usual status of each code; `invalid_request` is 400 or 422 and is given explicitly.
-DEFAULT_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.UNAUTHORIZED: 401,
-    ErrorCode.FORBIDDEN: 403,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.VERSION_EXISTS: 409,
-    ErrorCode.CONFLICT: 409,
-    ErrorCode.PAYLOAD_TOO_LARGE: 413,
-    ErrorCode.INVALID_PATCH: 422,
-    ErrorCode.INVALID_SIGNATURE: 422,
-    ErrorCode.NAME_MISMATCH: 422,
-    ErrorCode.INVALID_REQUEST: 400,
-    ErrorCode.DATABASE_UNAVAILABLE: 503,
-    ErrorCode.STORAGE_UNAVAILABLE: 503,
-    ErrorCode.INTERNAL: 500,
-}
 
 
 class RegistryError(Exception):
@@ -87,17 +53,6 @@ def _respond(error: RegistryError) -> JSONResponse:
     )
 
 
-def _code_for_http_status(status: int) -> ErrorCode:
-    return {
-        401: ErrorCode.UNAUTHORIZED,
-        403: ErrorCode.FORBIDDEN,
-        404: ErrorCode.NOT_FOUND,
-        409: ErrorCode.CONFLICT,
-        413: ErrorCode.PAYLOAD_TOO_LARGE,
-        503: ErrorCode.DATABASE_UNAVAILABLE,
-    }.get(status, ErrorCode.INTERNAL if status >= 500 else ErrorCode.INVALID_REQUEST)
-
-
 def _describe_validation(error: RequestValidationError) -> str:
     problems = []
     for item in error.errors()[:5]:
@@ -122,7 +77,7 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     headers = dict(error.headers) if error.headers else None
     return _respond(
         RegistryError(
-            _code_for_http_status(error.status_code),
+            code_for_status(error.status_code),
             message,
             status=error.status_code,
             headers=headers,

@@ -19,8 +19,6 @@ blob with a row, a missing or corrupt blob, and a file that is not a blob are ne
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -30,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from patchfmt.blob_paths import is_sha256_hex
 from registry_server.config import Settings
 from registry_server.db import create_registry_engine
 from registry_server.migrations import SchemaState, schema_state
@@ -44,11 +43,12 @@ from registry_server.storage import (
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
-    "EXIT_PROBLEMS",
     "FsckProblem",
+    "FsckReport",
     "ProblemKind",
     "RepairReport",
     "RepairedObject",
+    "SchemaNotCurrentError",
     "StoredObject",
     "check_registry",
     "repair_registry",
@@ -57,10 +57,8 @@ __all__ = [
     "stored_objects",
 ]
 
-EXIT_PROBLEMS = 1
 # Far longer than any upload takes between storing its blob and committing its row.
 DEFAULT_GRACE_SECONDS = 3600.0
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class ProblemKind(StrEnum):
@@ -121,7 +119,7 @@ def _local_objects(root: Path) -> Iterator[StoredObject]:
         except FileNotFoundError:  # renamed or removed by a live writer since the listing
             continue
         relative = str(path.relative_to(base))
-        if _DIGEST.fullmatch(path.name) and path.parent.name == path.name[:2]:
+        if is_sha256_hex(path.name) and path.parent.name == path.name[:2]:
             yield StoredObject(path.name, None, modified, path=path)
         elif path.name.startswith(".upload-"):
             yield StoredObject(relative, _TEMPORARY_REASON, modified, temporary=True, path=path)
@@ -157,7 +155,7 @@ def _s3_objects(storage: S3Storage) -> Iterator[StoredObject]:
         for item in page.get("Contents", []):
             name = str(item["Key"])[len(prefix) :]
             modified = item["LastModified"].timestamp()
-            if _DIGEST.fullmatch(name):
+            if is_sha256_hex(name):
                 yield StoredObject(name, None, modified)
             else:
                 reason = "object that is not a blob (key is not its sha256)"
@@ -318,20 +316,46 @@ def repair_registry(
     return RepairReport(removed, kept)
 
 
-def run_fsck(args: Any, settings: Settings) -> int:
-    """The `fsck` command: one line per problem (or a JSON report), exit 1 when any. With
-    `--repair`, first remove old orphan blobs and temporary files, then report what is left."""
-    from registry_server.cli import EXIT_USAGE, CommandError  # the CLI imports this module
+class SchemaNotCurrentError(Exception):
+    """The database schema is not at the newest revision, so its rows cannot be trusted."""
 
-    repair = bool(getattr(args, "repair", False))
-    grace = getattr(args, "grace", None)
-    if grace is not None and not repair:
-        raise CommandError("--grace applies to --repair only: add --repair", EXIT_USAGE)
+
+@dataclass(frozen=True)
+class FsckReport:
+    """What `run_fsck` found (and, with repair, removed or kept), for the CLI to show."""
+
+    problems: list[FsckProblem]
+    storage: str  # the store checked, in words
+    repaired: RepairReport | None = None
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "clean": self.clean,
+            "problems": [problem.as_json() for problem in self.problems],
+        }
+        if self.repaired is not None:
+            report["grace_seconds"] = self.grace_seconds
+            report["removed"] = [item.as_json() for item in self.repaired.removed]
+            report["kept"] = [item.as_json() for item in self.repaired.kept]
+        return report
+
+
+def run_fsck(
+    settings: Settings, *, repair: bool = False, grace_seconds: float = DEFAULT_GRACE_SECONDS
+) -> FsckReport:
+    """Check the registry that `settings` name; with `repair`, first remove old orphan blobs
+    and temporary files, then check what is left. Raises `SchemaNotCurrentError` before
+    touching anything when the schema is not current."""
     engine = create_registry_engine(settings.resolved_database_url)
     try:
         state, revision = schema_state(engine)
         if state is not SchemaState.CURRENT:
-            raise CommandError(
+            raise SchemaNotCurrentError(
                 f"the database schema is {state.value} (revision {revision or 'none'}); "
                 "fsck checks a current schema: run `ppatch-registry db upgrade` first"
             )
@@ -340,7 +364,6 @@ def run_fsck(args: Any, settings: Settings) -> int:
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
         )
-        grace_seconds = DEFAULT_GRACE_SECONDS if grace is None else float(grace)
         # This machine's spool only: each server process spools uploads under its own home.
         spool = settings.home / "tmp"
         repaired = (
@@ -349,28 +372,4 @@ def run_fsck(args: Any, settings: Settings) -> int:
         problems = check_registry(engine, storage, spool)
     finally:
         engine.dispose()
-    if args.json:
-        report: dict[str, Any] = {
-            "clean": not problems,
-            "problems": [p.as_json() for p in problems],
-        }
-        if repaired is not None:
-            report["grace_seconds"] = grace_seconds
-            report["removed"] = [item.as_json() for item in repaired.removed]
-            report["kept"] = [item.as_json() for item in repaired.kept]
-        print(json.dumps(report, indent=2))
-    else:
-        if repaired is not None:
-            for item in repaired.removed:
-                age = f"{item.age_seconds:g}"
-                print(f"removed {item.kind.value} {item.name}: last written {age} s ago")
-            for item in repaired.kept:
-                print(
-                    f"kept {item.kind.value} {item.name}: last written {item.age_seconds:g} s "
-                    f"ago, within the {grace_seconds:g} s grace period"
-                )
-        for problem in problems:
-            print(problem.line())
-        if not problems:
-            print(f"clean: database and {storage.describe()} agree")
-    return EXIT_PROBLEMS if problems else 0
+    return FsckReport(problems, storage.describe(), repaired, grace_seconds)

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from patchfmt.blob_paths import blob_url
+from patchfmt.versions import version_sort_key
 from registry_server.models import Namespace, Package, Release
-from registry_server.upload import blob_url
-from registry_server.versions import version_key
 
 __all__ = ["artifact_json", "build_index", "etag_matches", "quoted_etag"]
 
@@ -60,7 +60,7 @@ def build_index(session: Session, namespace: str, name: str) -> tuple[dict[str, 
     if package is None:
         return None
     releases = sorted(
-        package.releases, key=lambda release: version_key(release.version), reverse=True
+        package.releases, key=lambda release: version_sort_key(release.version), reverse=True
     )
     body = {
         "namespace": namespace,

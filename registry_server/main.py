@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, func, select
 
 from registry_server import __version__, pages
-from registry_server.api.routes import blobs, health, namespaces, packages, search, updates
+from registry_server.api.routes import blobs, health, namespaces, packages, search, tuf, updates
 from registry_server.config import Settings
 from registry_server.context import Registry
 from registry_server.db import create_registry_engine, session_factory
@@ -76,6 +76,7 @@ def create_app(
         search.router,
         updates.router,
         blobs.router,
+        tuf.router,
         health.router,
         pages.router,
     ):

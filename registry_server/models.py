@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from patchfmt.names import MAX_NAME_PART_LENGTH, NAME_PART_PATTERN
+
 __all__ = [
     "SCOPES",
     "Artifact",
@@ -37,6 +39,7 @@ __all__ = [
     "Release",
     "SigningKey",
     "Token",
+    "TufMetadata",
     "format_checks",
     "utcnow",
 ]
@@ -76,14 +79,15 @@ def _hex_check(column: str, length: int, name: str, prefix: str = "") -> list[Ch
 
 
 def _name_check(column: str, name: str) -> list[CheckConstraint]:
-    """The rule of `registry_server.names` as constraints."""
+    """The name rule of `patchfmt.names` as constraints (SQLite has no regular expressions:
+    its GLOB spells the same character rule)."""
     portable = CheckConstraint(
-        f"length({column}) BETWEEN 1 AND 64 AND {column} = lower({column})",
+        f"length({column}) BETWEEN 1 AND {MAX_NAME_PART_LENGTH} AND {column} = lower({column})",
         name=f"{name}_length",
     )
-    postgres = CheckConstraint(f"{column} ~ '^[a-z0-9][a-z0-9_-]*$'", name=f"{name}_chars").ddl_if(
-        dialect="postgresql"
-    )
+    postgres = CheckConstraint(
+        f"{column} ~ '^{NAME_PART_PATTERN.pattern}$'", name=f"{name}_chars"
+    ).ddl_if(dialect="postgresql")
     sqlite = CheckConstraint(
         f"{column} NOT GLOB '*[^a-z0-9_-]*' AND substr({column}, 1, 1) GLOB '[a-z0-9]'",
         name=f"{name}_chars",
@@ -258,3 +262,23 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(300), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TufMetadata(Base):
+    """One signed TUF metadata file (root, targets, snapshot or timestamp) at one version.
+
+    Rows are never changed: a new version is a new row, so every server process serves the same
+    bytes for a version (registry_server/tuf_repo.py).
+    """
+
+    __tablename__ = "tuf_metadata"
+    __table_args__ = (UniqueConstraint("role", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    # For targets: the state of the audit log it was built from (tuf_repo._marker).
+    marker: Mapped[str] = mapped_column(String(64), default="")
+    body: Mapped[str] = mapped_column(Text)
+    expires: Mapped[dt.datetime] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -13,11 +13,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from patchfmt.versions import version_sort_key
 from registry_server.api.deps import NamespaceName, PackageName, RegistryDep, SessionDep
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.models import Namespace, Package, Release
 from registry_server.search import search_packages
-from registry_server.versions import version_key
 
 __all__ = ["router", "templates"]
 
@@ -69,7 +69,7 @@ def package_page(
     )
     if package is None:
         return _render("not_found.html", status=404, what=f"{ns}/{name}")
-    releases = sorted(package.releases, key=lambda r: version_key(r.version), reverse=True)
+    releases = sorted(package.releases, key=lambda r: version_sort_key(r.version), reverse=True)
     installable = [r for r in releases if not r.yanked and not r.prerelease]
     shown = installable[0] if installable else (releases[0] if releases else None)
     registry_url = str(request.base_url).rstrip("/")

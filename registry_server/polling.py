@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 import weakref
 from typing import Any, Protocol
@@ -26,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from patchfmt.names import is_name_part
 from registry_server.index import etag_matches, quoted_etag
 
 __all__ = [
@@ -270,7 +270,6 @@ def etag_lookup_for(engine: Engine) -> EtagLookup:
 
 INDEX_PREFIX = "/api/v1/packages/"
 INDEX_ROUTE = "/api/v1/packages/{ns}/{name}"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 class ConditionalIndexMiddleware:
@@ -299,7 +298,7 @@ class ConditionalIndexMiddleware:
 
     async def _answered(self, scope: Scope, path: str, send: Send) -> bool:
         ns, slash, name = path[len(INDEX_PREFIX) :].partition("/")
-        if not slash or _NAME.fullmatch(ns) is None or _NAME.fullmatch(name) is None:
+        if not slash or not is_name_part(ns) or not is_name_part(name):
             return False
         if_none_match = next(
             (value for key, value in scope["headers"] if key == b"if-none-match"), None

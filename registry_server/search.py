@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from patchfmt.versions import version_sort_key
 from registry_server.models import Artifact, Namespace, Package, Release
-from registry_server.versions import version_key
 
 __all__ = ["latest_version", "search_packages"]
 
@@ -22,7 +22,7 @@ def _like_pattern(text: str) -> str:
 def latest_version(releases: list[Release]) -> str | None:
     """The newest release that is neither yanked nor a pre-release."""
     candidates = [r.version for r in releases if not r.yanked and not r.prerelease]
-    return max(candidates, key=version_key) if candidates else None
+    return max(candidates, key=version_sort_key) if candidates else None
 
 
 def search_packages(

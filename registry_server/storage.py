@@ -7,12 +7,13 @@ is harmless and several server processes can share one store without coordinatin
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
+
+from patchfmt.blob_paths import is_sha256_hex
 
 __all__ = [
     "BlobNotFoundError",
@@ -23,7 +24,6 @@ __all__ = [
     "open_storage",
 ]
 
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 CHUNK = 256 * 1024
 
 
@@ -39,7 +39,7 @@ class BlobNotFoundError(StorageError, LookupError):
 
 def _checked(digest: str) -> str:
     # Digests reach paths and object keys: refuse anything but 64 lowercase hex digits.
-    if _DIGEST.fullmatch(digest) is None:
+    if not is_sha256_hex(digest):
         raise ValueError(f"invalid sha256 digest {digest!r}: expected 64 lowercase hex digits")
     return digest
 

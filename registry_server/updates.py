@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from patchfmt.blob_paths import blob_url
+from patchfmt.versions import version_sort_key
 from registry_server.models import Artifact, Namespace, Package, Release
 from registry_server.schemas import InstalledPatch
-from registry_server.upload import blob_url
-from registry_server.versions import version_key
 
 __all__ = ["ArtifactView", "ReleaseView", "answer_update", "check_updates"]
 
@@ -89,7 +89,7 @@ def answer_update(entry: InstalledPatch, releases: Sequence[ReleaseView] | None)
         if artifact is not None
     ]
     if candidates:
-        release, artifact = max(candidates, key=lambda pair: version_key(pair[0].version))
+        release, artifact = max(candidates, key=lambda pair: version_sort_key(pair[0].version))
         result["latest"] = release.version
         result["latest_artifact"] = artifact.json()
     return result

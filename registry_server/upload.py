@@ -30,6 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import patchfmt
+from patchfmt.blob_paths import blob_url
+from patchfmt.versions import is_prerelease, version_sort_key
 from registry_server.admin import Actor, record_audit
 from registry_server.context import Registry
 from registry_server.errors import ErrorCode, RegistryError
@@ -41,14 +43,12 @@ from registry_server.models import (
     Release,
     SigningKey,
 )
-from registry_server.versions import is_prerelease, version_key
 
 __all__ = [
     "MULTIPART_OVERHEAD",
     "PublishResult",
     "ReceivedUpload",
     "artifact_filename",
-    "blob_url",
     "check_name",
     "check_signature",
     "existing_outcome",
@@ -222,6 +222,21 @@ def check_name(patch: patchfmt.PatchFile, namespace: str, name: str) -> None:
         )
 
 
+def check_version(patch: patchfmt.PatchFile) -> None:
+    """Refuse build metadata: SemVer ignores it in precedence, so `1.2.0+b1` and `1.2.0+b2`
+    would be two artifacts of one version, installed alike and escaping a yank of `1.2.0`."""
+    version = patchfmt.parse_version(str(patch.manifest.version))
+    if version.build:
+        raise RegistryError(
+            ErrorCode.INVALID_PATCH,
+            f"version {str(version)!r} has build metadata ('+{'.'.join(version.build)}'); "
+            "a registry version names one artifact per model: publish "
+            f"{version.major}.{version.minor}.{version.patch}"
+            + (f"-{'.'.join(version.prerelease)}" if version.prerelease else "")
+            + " or a new version instead",
+        )
+
+
 def check_signature(session: Session, namespace: Namespace, patch: patchfmt.PatchFile) -> str:
     """The key id that verified the patch; only the namespace's active keys are trusted."""
     if patch.signature is None:
@@ -259,10 +274,6 @@ def artifact_filename(namespace: str, name: str, version: str, fingerprint: str)
     # One release may hold one artifact per fingerprint: a short fingerprint keeps names apart.
     short = fingerprint.removeprefix("sha256:")[:12]
     return f"{namespace}-{name}-{version}-{short}.ppatch"
-
-
-def blob_url(sha256: str) -> str:
-    return f"/blobs/sha256/{sha256}"
 
 
 def _body(
@@ -345,7 +356,7 @@ def record_release(
         session.flush()
     # The package's description follows its newest release.
     versions = session.scalars(select(Release.version).where(Release.package_id == package.id))
-    if max(versions, key=version_key) == version:
+    if max(versions, key=version_sort_key) == version:
         package.domain = str(manifest.domain)
         package.summary = manifest.summary
     package.index_etag = secrets.token_hex(16)
@@ -406,6 +417,7 @@ def publish(
     """Validate, store and record one received upload (blocking: run it in a worker thread)."""
     patch = parse_patch(upload, registry)
     check_name(patch, namespace_name, name)
+    check_version(patch)
     version = str(patch.manifest.version)
     fingerprint = patch.manifest.base_model.fingerprint
     with registry.sessions() as session:

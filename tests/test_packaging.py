@@ -14,6 +14,7 @@ FOLDER_TO_IMPORT = {
     "registry_server": "registry_server",
     "client": "ppatch",
 }
+FOLDER_FOR_IMPORT = {import_name: folder for folder, import_name in FOLDER_TO_IMPORT.items()}
 
 
 def _package_folders() -> list[str]:
@@ -47,3 +48,13 @@ def test_registry_extra_never_pulls_torch() -> None:
 def test_constraints_pin_the_cpu_torch_wheel() -> None:
     lines = (ROOT / "constraints.txt").read_text().splitlines()
     assert "torch==2.13.0" in lines
+
+
+def test_every_package_data_glob_matches_a_file() -> None:
+    empty = [
+        f"{package}: {pattern}"
+        for package, patterns in PYPROJECT["tool"]["setuptools"]["package-data"].items()
+        for pattern in patterns
+        if not any((ROOT / FOLDER_FOR_IMPORT[package]).glob(pattern))
+    ]
+    assert empty == [], f"package-data globs that match nothing: {empty}"

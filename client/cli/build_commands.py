@@ -1,7 +1,7 @@
 """`ppatch train`, `ppatch eval` and `ppatch miniature build`: the vendor's build side.
 
-Thin wrappers over `ppatch.train.train_patch`, `ppatch.eval.run_eval` and
-`ppatch.miniature.build_world`; torch, transformers and matplotlib load inside the handlers.
+Thin wrappers over `ppatch.train.pipeline.train_patch`, `ppatch.eval.runner.run_eval` and
+`ppatch.miniature.world.build_world`; torch, transformers and matplotlib load inside the handlers.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _add_run_flags(
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ppatch.train import train_patch
+    from ppatch.train.pipeline import train_patch
 
     if args.stages not in STAGES:
         raise UsageError(f"--stages must be one of {', '.join(STAGES)}, got {args.stages!r}")
@@ -222,7 +222,7 @@ def _register_eval(subparsers: Any) -> None:
 
 
 def _systems(args: argparse.Namespace) -> list[Any]:
-    from ppatch.eval import System, parse_system
+    from ppatch.eval.runner import System, parse_system
 
     systems: list[System] = []
     for kind, value in args.system_parts or []:
@@ -242,7 +242,7 @@ def _systems(args: argparse.Namespace) -> list[Any]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ppatch.eval import EvalSettings, run_eval
+    from ppatch.eval.runner import EvalSettings, run_eval
     from ppatch.eval.suites import SUITES
 
     if args.suite not in SUITES:
@@ -289,8 +289,8 @@ def _register_miniature(subparsers: Any) -> None:
 
 
 def _miniature_build(args: argparse.Namespace) -> int:
-    from ppatch.miniature import WorldConfig, build_world
     from ppatch.miniature.grammar import DOMAINS
+    from ppatch.miniature.world import WorldConfig, build_world
 
     if args.dir.exists() and not args.dir.is_dir():
         raise UsageError(f"--dir {str(args.dir)!r} exists and is not a folder")

@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ppatch.demo import run_demo
+    from ppatch.cli.demo import run_demo
 
     if args.dir is not None and args.dir.exists() and not args.dir.is_dir():
         raise UsageError(f"--dir {str(args.dir)!r} exists and is not a folder")

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ppatch.cli.apply_commands",
     "ppatch.cli.build_commands",
     "ppatch.cli.demo_command",
+    "ppatch.cli.serve_command",
 )
 
 # Which module registers each command, so that `ppatch outdated` in a cron job imports only the
@@ -56,6 +57,7 @@ COMMAND_OWNERS: dict[str, str] = {
     **dict.fromkeys(("generate", "import-peft", "export-peft"), "ppatch.cli.apply_commands"),
     **dict.fromkeys(("train", "eval", "miniature"), "ppatch.cli.build_commands"),
     "demo": "ppatch.cli.demo_command",
+    "serve": "ppatch.cli.serve_command",
 }
 
 DEBUG_VARIABLE = "PPATCH_DEBUG"

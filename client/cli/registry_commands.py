@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patchfmt.atomic import atomic_write_text
-from ppatch import config, install, installed, lockfile, store
+from ppatch import config, install, install_plan, installed, lockfile, store
 from ppatch.errors import (
     ExitCode,
     NotFoundError,
@@ -26,6 +26,7 @@ from ppatch.errors import (
     UsageError,
     VerificationError,
 )
+from ppatch.install_plan import InstallAction
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
@@ -125,7 +126,7 @@ def _info(args: argparse.Namespace) -> int:
 # -- install, upgrade, remove --------------------------------------------------------------
 
 
-def _report(actions: list[install.InstallAction], *, dry_run: bool, as_json: bool) -> None:
+def _report(actions: list[InstallAction], *, dry_run: bool, as_json: bool) -> None:
     if as_json:
         _print_json({"dry_run": dry_run, "packages": [action.as_json() for action in actions]})
         return
@@ -146,23 +147,10 @@ def _report(actions: list[install.InstallAction], *, dry_run: bool, as_json: boo
             print(f"{done} {action.name} {action.version}{before}")
 
 
-def _apply(
-    client: RegistryClient | None,
-    target: install.ModelTarget,
-    actions: list[install.InstallAction],
-    registry: str | None,
-) -> None:
-    """Download and verify everything first; record the lot only when all of it passed."""
+def _warn(actions: list[InstallAction]) -> None:
     for action in actions:
-        if action.pin is not None and action.action != "unchanged":
-            install.fetch_verified(client, action.pin, target.fingerprint)
-    entries = [
-        action.installed_entry(registry)
-        for action in actions
-        if action.pin is not None and action.action != "unchanged"
-    ]
-    if entries:
-        install.record(target, entries)
+        for message in action.warnings:
+            print(f"ppatch: warning: {message}", file=sys.stderr)
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -175,40 +163,24 @@ def _install(args: argparse.Namespace) -> int:
     specs = [install.parse_spec(text) for text in args.specs]  # every spec checked up front
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
-    actions: list[install.InstallAction] = []
     with _client(args.registry) as client:
-        for spec in specs:
-            full = f"{spec.namespace}/{spec.name}" if spec.namespace else spec.name
-            current = installed.find_installed(state, full)
-            if current is not None and not args.upgrade and installed.satisfies(current, spec):
-                actions.append(install.InstallAction(current.name, current.version, "unchanged"))
-                continue
-            resolution = install.resolve_spec(
+        actions = install_plan.plan_install(
+            state,
+            specs,
+            lambda spec: install.resolve_spec(
                 client, spec, target.fingerprint, allow_prerelease=args.pre
-            )
-            install.warn(resolution.warnings)
-            pin = resolution.pin
-            actions.append(
-                install.InstallAction(
-                    name=pin.full_name,
-                    version=pin.version,
-                    action=install.classify(pin, current),
-                    pin=pin,
-                    previous=current.version
-                    if current and current.version != pin.version
-                    else None,
-                    warnings=resolution.warnings,
-                )
-            )
+            ),
+            upgrade=args.upgrade,
+            allow_downgrade=args.allow_downgrade,
+        )
+        _warn(actions)
         if not args.dry_run:
-            _apply(client, target, actions, client.base_url)
+            install.carry_out(client, target, actions, client.base_url)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
 def _install_lockfile(args: argparse.Namespace) -> int:
-    from ppatch.registry.client import RegistryClient
-
     source = Path(args.requirements)
     try:
         text = source.read_text("utf-8")
@@ -218,67 +190,14 @@ def _install_lockfile(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read lockfile {str(source)!r}: {error}") from error
     locked = lockfile.loads(text, str(source))
     target = install.model_target(args.model)
-    if locked.fingerprint != target.fingerprint:
-        raise VerificationError(
-            f"lockfile {str(source)!r} was frozen for model {locked.fingerprint}, but "
-            f"{str(target.path)!r} has fingerprint {target.fingerprint}"
-        )
-    state = store.read_installed(target.fingerprint)
-    actions = []
-    to_record: list[store.InstalledPatch] = []
-    clients: dict[str, RegistryClient] = {}
-    try:
-        for entry in locked.entries:
-            current = state.find(entry.name)
-            if current is not None and current.sha256 == entry.sha256:
-                actions.append(install.InstallAction(entry.name, entry.version, "unchanged"))
-                continue
-            namespace, name = entry.name.split("/", 1)
-            pin = install.Pin(
-                namespace=namespace,
-                name=name,
-                version=entry.version,
-                fingerprint=target.fingerprint,
-                sha256=entry.sha256,
-                size=entry.size or 0,
-                url=entry.url or f"/blobs/sha256/{entry.sha256}",
-                filename=f"{name}-{entry.version}.ppatch",
-            )
-            source_client = None
-            if not store.has_blob(entry.sha256):
-                registry = config.resolve_registry(args.registry or entry.registry)
-                if registry not in clients:
-                    clients[registry] = RegistryClient(registry)
-                source_client = clients[registry]
-                if entry.size is None:
-                    raise UsageError(
-                        f"lockfile entry {entry.name} has no size; cannot verify a download"
-                    )
-            if not args.dry_run:
-                install.fetch_verified(source_client, pin, target.fingerprint)
-            to_record.append(entry.as_installed())
-            action = install.classify(pin, current)
-            actions.append(
-                install.InstallAction(
-                    entry.name,
-                    entry.version,
-                    action,
-                    pin=pin,
-                    previous=current.version if current else None,
-                )
-            )
-    finally:
-        for client in clients.values():
-            client.close()
-    if not args.dry_run and to_record:
-        install.record(target, to_record)
+    actions = install.install_locked(
+        target, locked, source=str(source), registry=args.registry, dry_run=args.dry_run
+    )
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    from patchfmt import parse_version
-
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     chosen = (
@@ -289,40 +208,16 @@ def _upgrade(args: argparse.Namespace) -> int:
     missing = [name for name, patch in zip(args.names, chosen, strict=False) if patch is None]
     if missing:
         raise NotFoundError(f"not installed on this model: {', '.join(missing)}")
-    actions: list[install.InstallAction] = []
     with _client(args.registry) as client:
-        for current in chosen:
-            assert current is not None
-            resolution = install.resolve_spec(
-                client, install.parse_spec(current.name), target.fingerprint
-            )
-            pin = resolution.pin
-            newer = parse_version(pin.version) > parse_version(current.version)
-            yanked_now = _is_yanked(client, current)
-            if not newer and not (yanked_now and pin.version != current.version):
-                actions.append(install.InstallAction(current.name, current.version, "unchanged"))
-                continue
-            actions.append(
-                install.InstallAction(
-                    pin.full_name,
-                    pin.version,
-                    install.classify(pin, current),
-                    pin=pin,
-                    previous=current.version,
-                )
-            )
+        actions = install_plan.plan_upgrade(
+            [patch for patch in chosen if patch is not None],
+            lambda spec: install.resolve_spec(client, spec, target.fingerprint),
+            lambda patch: install.is_yanked(client, patch),
+        )
         if not args.dry_run:
-            _apply(client, target, actions, client.base_url)
+            install.carry_out(client, target, actions, client.base_url)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
-
-
-def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
-    namespace, name = patch.name.split("/", 1)
-    for release in client.get_index(namespace, name).get("releases", []):
-        if release.get("version") == patch.version:
-            return bool(release.get("yanked"))
-    return False
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -389,6 +284,30 @@ def _newer(latest: str, installed: str) -> bool:
     return bool(parse_version(latest) > parse_version(installed))
 
 
+def _signed_index(registry: str) -> Any:
+    """The registry's refreshed signed index, or None when it has never signed one."""
+    from ppatch.registry.signed_index import open_signed_index
+
+    signed = open_signed_index(registry)
+    if signed is not None:
+        signed.refresh()  # StaleIndexError (exit 9) when expired or rolled back
+    return signed
+
+
+def _checked_answer(
+    signed: Any, patch: store.InstalledPatch, answer: dict[str, Any], fingerprint: str
+) -> dict[str, Any]:
+    """The update-check answer for `patch`, its yank state taken from the signed index and its
+    latest version required to be there."""
+    namespace, name = patch.name.split("/", 1)
+    installed = signed.artifact(namespace, name, patch.version, fingerprint)
+    checked = {**answer, "yanked": installed.yanked, "yanked_reason": installed.yanked_reason}
+    latest = answer.get("latest")
+    if latest and latest != patch.version:
+        signed.artifact(namespace, name, str(latest), fingerprint)
+    return checked
+
+
 def _outdated(args: argparse.Namespace) -> int:
     from ppatch.registry.update_check import check_updates
 
@@ -408,8 +327,11 @@ def _outdated(args: argparse.Namespace) -> int:
             ],
         )
         by_name = {str(answer.get("name")): answer for answer in answers}
+        signed = _signed_index(registry)
         for patch in patches:
             answer = by_name.get(patch.name, {})
+            if signed is not None:
+                answer = _checked_answer(signed, patch, answer, target.fingerprint)
             latest = answer.get("latest")
             rows.append(
                 {
@@ -511,12 +433,38 @@ def _trust(args: argparse.Namespace) -> int:
         print(f"pinned key {key_id} for namespace {args.namespace!r} on {url}")
         return int(ExitCode.OK)
     with _client(args.registry) as client:
-        keys = trust.trust_from_registry(client, args.namespace)
+        change = trust.keys_change(client, args.namespace)
+    if change.changed and not _confirm_keys(change, assume_yes=args.yes):
+        raise VerificationError(
+            f"the keys of namespace {args.namespace!r} on {change.registry} were not changed"
+        )
+    trust.pin_keys(change.registry, args.namespace, change.new)
     print(
-        f"pinned {len(keys)} key(s) for namespace {args.namespace!r} on {client.base_url}: "
-        f"{', '.join(sorted(keys))}"
+        f"pinned {len(change.new)} key(s) for namespace {args.namespace!r} on {change.registry}: "
+        f"{', '.join(sorted(change.new))}"
     )
     return int(ExitCode.OK)
+
+
+def _confirm_keys(change: Any, *, assume_yes: bool) -> bool:
+    """Show the pinned and the offered keys side by side; True when the user accepts."""
+    old = sorted(change.old or {})
+    new = sorted(change.new)
+    width = max((len(key) for key in old), default=6)
+    print(f"the keys of namespace {change.namespace!r} on {change.registry} changed:")
+    print(f"  {'pinned':<{width}}  offered now")
+    for index in range(max(len(old), len(new))):
+        left = old[index] if index < len(old) else ""
+        right = new[index] if index < len(new) else ""
+        print(f"  {left:<{width}}  {right}")
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "the namespace's keys changed: check the new key ids with the publisher, then "
+            "rerun with --yes"
+        )
+    return input("pin the keys offered now? [y/N] ").strip().lower() in ("y", "yes")
 
 
 # -- registration --------------------------------------------------------------------------
@@ -566,6 +514,11 @@ def register(subparsers: Any) -> None:
         "--upgrade", action="store_true", help="move to the newest matching release"
     )
     parser.add_argument("--pre", action="store_true", help="consider pre-releases")
+    parser.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="install an older release than the one installed (refused otherwise)",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="show what would change, change nothing"
     )
@@ -632,5 +585,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--public-key", metavar="PUB", help="pin this PEM key instead of the registry's"
     )
+    parser.add_argument("--yes", action="store_true", help="accept changed keys without asking")
     _registry_option(parser)
     parser.set_defaults(handler=_trust)

@@ -1,6 +1,7 @@
-"""Evaluate models with and without patches: toxicity, bias, harm and fluency suites."""
+"""Evaluate models with and without patches: toxicity, bias, harm and fluency suites.
 
-from ppatch.eval.report import Report
-from ppatch.eval.runner import EvalSettings, System, parse_system, run_eval
+Import the modules by their full names (`ppatch.eval.runner.run_eval`, `ppatch.eval.report`):
+the package imports nothing, so its modules can import each other without a cycle.
+"""
 
-__all__ = ["EvalSettings", "Report", "System", "parse_system", "run_eval"]
+__all__: list[str] = []

@@ -1,5 +1,7 @@
-"""A miniature of the paper's world: tiny models and prompt files built locally, no downloads."""
+"""A miniature of the paper's world: tiny models and prompt files built locally, no downloads.
 
-from ppatch.miniature.world import World, WorldConfig, build_world, save_untrained_model
+Import the modules by their full names (`ppatch.miniature.world.build_world`): the package
+imports nothing, so its modules can import each other without a cycle.
+"""
 
-__all__ = ["World", "WorldConfig", "build_world", "save_untrained_model"]
+__all__: list[str] = []

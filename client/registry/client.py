@@ -27,9 +27,17 @@ import httpx
 from patchfmt.atomic import atomic_write_bytes
 from ppatch import constants
 from ppatch.errors import NetworkError
-from ppatch.registry.blobs import stream_blob
-from ppatch.registry.direct_http import direct_connection_possible, registry_headers
+from ppatch.registry.blobs import BlobSink, stream_blob
+from ppatch.registry.direct_http import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    check_origin,
+    direct_connection_possible,
+    registry_headers,
+    same_host_headers,
+)
 from ppatch.registry.errors import (
+    AnswerTooLargeError,
     UnexpectedResponseError,
     json_object,
     raise_for_status,
@@ -60,7 +68,9 @@ class RegistryClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = RetryPolicy.configured(retries, backoff, sleep)
-        headers = registry_headers(token)
+        headers = registry_headers(token, self.base_url)
+        # Where blobs may come from: the registry itself and the mirrors the user configured.
+        self.blob_origins = [self.base_url, *constants.blob_mirrors()]
         self._transport = transport
         self._timeout = constants.http_timeout() if timeout is None else timeout
         self._http = httpx.Client(
@@ -91,7 +101,7 @@ class RegistryClient:
     def _send(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> httpx.Response:
         def attempt() -> httpx.Response:
             try:
-                return self._http.request(method, path, **kwargs)
+                return self._capped(self._http.build_request(method, path, **kwargs))
             except httpx.TransportError as error:
                 never_sent = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
                 raise NoAnswerError.of(error, never_sent=never_sent) from error
@@ -104,6 +114,28 @@ class RegistryClient:
             raise self._unreachable(failure) from failure.__cause__
         raise_for_status(response)
         return response
+
+    def _capped(self, request: httpx.Request) -> httpx.Response:
+        """The answer to `request`, its decoded body read only up to `MAX_ANSWER_BYTES`.
+
+        Counted after decompression, so a small compressed answer cannot expand without bound.
+        """
+        response = self._http.send(request, stream=True)
+        try:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > constants.MAX_ANSWER_BYTES:
+                    raise AnswerTooLargeError(str(request.url), constants.MAX_ANSWER_BYTES)
+        finally:
+            response.close()
+        # The body is decoded already: the new answer must not say it is still compressed.
+        headers = httpx.Headers(response.headers)
+        for stale in ("Content-Encoding", "Content-Length"):
+            headers.pop(stale, None)
+        return httpx.Response(
+            response.status_code, headers=headers, content=bytes(body), request=response.request
+        )
 
     def _json(self, response: httpx.Response) -> JsonObject:
         return json_object(response, self.base_url)
@@ -217,22 +249,45 @@ class RegistryClient:
         destination: BinaryIO,
         digest: hashlib._Hash,
         on_bytes: Callable[[int], None],
+        max_bytes: int | None,
     ) -> httpx.Response | None:
         """One attempt: the body into `destination`, or the error answer (status >= 300)."""
         absolute = str(self._http.base_url.join(url))
+        check_origin(absolute, self.blob_origins)
         if self._transport is None and direct_connection_possible(absolute):
             return stream_blob(
-                absolute, self._http.headers, self._timeout, destination, digest, on_bytes
+                absolute,
+                self._http.headers,
+                self._timeout,
+                BlobSink(destination, digest, on_bytes, max_bytes),
+                self.blob_origins,
             )
-        with self._http.stream("GET", url) as response:
-            if response.status_code >= 300:
-                response.read()
-                return response
-            for chunk in response.iter_bytes(constants.DOWNLOAD_CHUNK_SIZE):
-                digest.update(chunk)
-                destination.write(chunk)
-                on_bytes(len(chunk))
-        return None
+        sink = BlobSink(destination, digest, on_bytes, max_bytes)
+        origin = absolute
+        for _ in range(MAX_REDIRECTS + 1):
+            # Redirects one at a time, each checked against the allowed origins before it is
+            # followed (httpx would follow them anywhere), the token kept to the first origin.
+            request = self._http.build_request("GET", absolute)
+            kept = {key.lower() for key in same_host_headers(request.headers, absolute, origin)}
+            if "authorization" not in kept:
+                request.headers.pop("Authorization", None)
+            response = self._http.send(request, stream=True, follow_redirects=False)
+            try:
+                location = response.headers.get("Location")
+                if response.status_code in REDIRECT_STATUSES and location:
+                    absolute = str(response.url.join(location))
+                    check_origin(absolute, self.blob_origins)
+                    continue
+                if response.status_code >= 300:
+                    response.read()
+                    return response
+                sink.expect(response.headers.get("Content-Length"), absolute)
+                for chunk in response.iter_bytes(constants.DOWNLOAD_CHUNK_SIZE):
+                    sink.write(chunk, absolute)
+            finally:
+                response.close()
+            return None
+        raise httpx.RemoteProtocolError(f"more than {MAX_REDIRECTS} redirects")
 
     def download(
         self,
@@ -240,11 +295,14 @@ class RegistryClient:
         destination: BinaryIO,
         *,
         on_bytes: Callable[[int], None] = lambda _n: None,
+        max_bytes: int | None = None,
     ) -> str:
         """Stream `url` (relative to the registry or absolute) into `destination`.
 
         Returns the sha256 hex digest of what was written, computed in the same pass. On a
-        transport error the attempt restarts from an empty file.
+        transport error the attempt restarts from an empty file. Only the registry's origin and
+        the configured mirrors are contacted, redirects included (`ForeignOriginError`), and
+        reading stops past `max_bytes` (`DownloadTooLargeError`).
         """
         self._refuse_offline(f"downloading {url!r}")
 
@@ -255,7 +313,7 @@ class RegistryClient:
             destination.truncate()
             digests.append(hashlib.sha256())
             try:
-                return self._fetch_body(url, destination, digests[-1], on_bytes)
+                return self._fetch_body(url, destination, digests[-1], on_bytes, max_bytes)
             except httpx.TransportError as error:
                 raise NoAnswerError.of(error, never_sent=False) from error
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from patchfmt.error_codes import ErrorCode, code_for_status
 from ppatch import constants
 
 if TYPE_CHECKING:  # httpx is imported by whoever has a response; not needed to map one
@@ -33,6 +34,8 @@ from ppatch.errors import (
 
 __all__ = [
     "ERROR_CLASSES",
+    "AnswerTooLargeError",
+    "DownloadTooLargeError",
     "ForbiddenError",
     "InvalidPatchError",
     "InvalidRequestError",
@@ -110,30 +113,21 @@ class RegistryUnavailableError(RegistryError, NetworkError):
     """5xx: the registry or its database or storage is down; worth retrying later."""
 
 
+# One class per code of `patchfmt.error_codes`; tests check that no code is left out.
 ERROR_CLASSES: dict[str, type[RegistryError]] = {
-    "unauthorized": UnauthorizedError,
-    "forbidden": ForbiddenError,
-    "not_found": RegistryNotFoundError,
-    "version_exists": VersionExistsError,
-    "conflict": RegistryConflictError,
-    "payload_too_large": PayloadTooLargeError,
-    "invalid_patch": InvalidPatchError,
-    "invalid_signature": InvalidSignatureError,
-    "name_mismatch": NameMismatchError,
-    "invalid_request": InvalidRequestError,
-    "database_unavailable": RegistryUnavailableError,
-    "storage_unavailable": RegistryUnavailableError,
-    "internal": RegistryUnavailableError,
-}
-
-_CODE_BY_STATUS = {
-    400: "invalid_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    409: "conflict",
-    413: "payload_too_large",
-    422: "invalid_request",
+    ErrorCode.UNAUTHORIZED: UnauthorizedError,
+    ErrorCode.FORBIDDEN: ForbiddenError,
+    ErrorCode.NOT_FOUND: RegistryNotFoundError,
+    ErrorCode.VERSION_EXISTS: VersionExistsError,
+    ErrorCode.CONFLICT: RegistryConflictError,
+    ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLargeError,
+    ErrorCode.INVALID_PATCH: InvalidPatchError,
+    ErrorCode.INVALID_SIGNATURE: InvalidSignatureError,
+    ErrorCode.NAME_MISMATCH: NameMismatchError,
+    ErrorCode.INVALID_REQUEST: InvalidRequestError,
+    ErrorCode.DATABASE_UNAVAILABLE: RegistryUnavailableError,
+    ErrorCode.STORAGE_UNAVAILABLE: RegistryUnavailableError,
+    ErrorCode.INTERNAL: RegistryUnavailableError,
 }
 
 
@@ -161,7 +155,7 @@ def registry_error(
     """
     code, message = _error_body(content)
     if code not in ERROR_CLASSES:
-        code = _CODE_BY_STATUS.get(status, "internal" if status >= 500 else "invalid_request")
+        code = str(code_for_status(status))
     reason = message or reason or "no details"
     text = f"registry refused {target}: {reason} ({status} {code})"
     if code == "unauthorized":
@@ -193,6 +187,23 @@ def raise_for_status(response: httpx.Response) -> None:
 
 class UnexpectedResponseError(RegistryError):
     """A success status with a body that is not the JSON the API promises (a wrong URL?)."""
+
+
+class AnswerTooLargeError(VerificationError):
+    """An API answer longer than any real one (`constants.MAX_ANSWER_BYTES`): endless data."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        super().__init__(f"{url} answered more than {limit} bytes; refusing to read on")
+
+
+class DownloadTooLargeError(VerificationError):
+    """A blob answer longer than the length the index gives for it: endless data."""
+
+    def __init__(self, url: str, limit: int, declared: int | None = None) -> None:
+        told = f" (it declared {declared})" if declared is not None else ""
+        super().__init__(
+            f"{url} sent more than the {limit} bytes the index gives for it{told}; download stopped"
+        )
 
 
 def parse_json_object(content: bytes, *, status: int, url: str, registry: str) -> dict[str, Any]:

@@ -30,7 +30,12 @@ from ppatch.registry.direct_http import (
     request_target,
     same_host_headers,
 )
-from ppatch.registry.errors import parse_json_object, registry_error, unreachable
+from ppatch.registry.errors import (
+    AnswerTooLargeError,
+    parse_json_object,
+    registry_error,
+    unreachable,
+)
 from ppatch.registry.retry import NoAnswerError, RetryPolicy
 
 __all__ = ["JsonTransport"]
@@ -63,7 +68,7 @@ class JsonTransport:
         self.base_url = base_url.rstrip("/")
         self.timeout = constants.http_timeout() if timeout is None else timeout
         self.retry = RetryPolicy.configured(retries, backoff, sleep)
-        self._headers = registry_headers(token)
+        self._headers = registry_headers(token, self.base_url)
 
     def request(self, method: str, path: str, *, body: Any = None, idempotent: bool) -> JsonObject:
         """`method` on `path` (relative to the registry) with `body` as JSON; the answer's object.
@@ -122,7 +127,11 @@ class JsonTransport:
             try:
                 connection.request(method, request_target(url), body=content, headers=headers)
                 response = connection.getresponse()
-                data = response.read()
+                data = response.read(constants.MAX_ANSWER_BYTES + 1)
+                if len(data) > constants.MAX_ANSWER_BYTES:
+                    raise AnswerTooLargeError(url, constants.MAX_ANSWER_BYTES)
+                if response.length:  # a bounded read returns short at a close: still owed
+                    raise http.client.IncompleteRead(data, response.length)
             except (OSError, http.client.HTTPException) as error:
                 raise NoAnswerError.of(error, never_sent=False) from error
         finally:

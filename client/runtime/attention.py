@@ -4,8 +4,8 @@ With the virtual tokens' keys in front of the prompt, attention always needs an 
 (SDPA's `is_causal` anchors its diagonal top-left). Transformers' SDPA function passes
 `enable_gqa` to torch only when there is no mask; with one, it first copies every key/value head
 once per query head that shares it (`repeat_kv`). On CPU that copy was the largest single cost
-ppatch added to a prefill: 24 ms of a 136 ms forward pass at batch 64 x 20 tokens
-(benchmarks/apply.py, hidden 256), more than the attention itself. Torch's CPU kernel takes a
+ppatch added to a prefill, more than the attention itself (benchmarks/apply.py; the figures are
+in docs/apply.md). Torch's CPU kernel takes a
 mask and grouped heads together, exactly (it reads each key/value head for its whole group), so
 on CPU this function passes both. Everywhere else (CUDA, where a mask sends `enable_gqa` to the
 slow math kernel; single-token decoding steps, which transformers already packs; position

@@ -382,7 +382,7 @@ def _takes_a_prepared_mask(config: Any) -> bool:
     With a cache in front of the prompt, transformers cannot use SDPA's `is_causal` and builds a
     boolean `[batch, 1, length, virtual + length]` mask that SDPA then converts to an additive
     one in every layer. A float mask made once, with batch 1 when nothing is padded, skips both
-    (about 3% of a prefill at hidden size 256; benchmarks/apply.py). Only for SDPA and layers
+    (benchmarks/apply.py; the figures are in docs/apply.md). Only for SDPA and layers
     that all attend to everything before them: sliding windows, chunks, flash-attention and
     eager kernels want transformers' own masks.
     """

@@ -15,8 +15,8 @@ layer does with the first keys it gets depends on the call (`CacheLayout`):
   whole cache, prefix included) on every decoding step.
 - "exact" (a forward pass that returns its cache): `DynamicLayer` as it is, which concatenates
   once, into a tensor of exactly the size needed. Spare room nobody will use would only be more
-  memory held until the caller drops the output: at batch 64 x 100 tokens it tripled the page
-  faults of a forward pass (benchmarks/apply.py, docs/apply.md).
+  memory held until the caller drops the output, and more page faults per forward pass
+  (benchmarks/apply.py; the figures are in docs/apply.md).
 - "transient" (a forward pass with `use_cache=False`): the layer hands attention the prefix and
   the new keys and keeps nothing, so each layer's keys are freed as soon as it is done with them.
 

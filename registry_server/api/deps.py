@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from patchfmt.names import MAX_NAME_PART_LENGTH, NAME_PART_PATTERN
 from registry_server.admin import Actor
 from registry_server.auth import parse_token, scope_allows, secret_matches
 from registry_server.context import Registry
@@ -30,7 +31,10 @@ __all__ = [
 
 # The name rule, documented in the OpenAPI schema but checked by `checked_name`, whose answer
 # (400 invalid_request naming the rule) is clearer than a pattern mismatch.
-NAME_SCHEMA: dict[str, Any] = {"pattern": "^[a-z0-9][a-z0-9_-]*$", "maxLength": 64}
+NAME_SCHEMA: dict[str, Any] = {
+    "pattern": f"^{NAME_PART_PATTERN.pattern}$",
+    "maxLength": MAX_NAME_PART_LENGTH,
+}
 _NAME_DOC: dict[str, Any] = {"json_schema_extra": NAME_SCHEMA}
 
 _BEARER = {"WWW-Authenticate": 'Bearer realm="ppatch-registry"'}

@@ -14,6 +14,7 @@ from ppatch.resolver import (
     AmbiguousPackageError,
     NoArtifactError,
     NoMatchingVersionError,
+    PackageSubstitutedError,
     UnknownPackageError,
     resolve,
 )
@@ -200,6 +201,20 @@ def test_bare_name_with_no_namespace_for_the_model_lists_namespaces() -> None:
 def test_namespaced_spec_ignores_other_namespaces() -> None:
     with pytest.raises(UnknownPackageError):
         resolve("nobody/toxicity", {"acme/toxicity": ACME}, MODEL_A)
+
+
+@pytest.mark.parametrize(
+    "answered", [index("evil", "toxicity", release("6.6.6", MODEL_A)), index("acme", "bias")]
+)
+def test_an_index_answered_for_another_package_is_refused(answered: dict[str, Any]) -> None:
+    with pytest.raises(PackageSubstitutedError) as caught:
+        resolve("acme/toxicity", {"acme/toxicity": answered}, MODEL_A)
+    assert "asked the registry for acme/toxicity" in str(caught.value)
+
+
+def test_the_pin_names_the_requested_package() -> None:
+    pin = resolve("toxicity", INDEXES, MODEL_A).pin
+    assert (pin.namespace, pin.name, pin.full_name) == ("acme", "toxicity", "acme/toxicity")
 
 
 def test_unparsable_versions_in_an_index_are_ignored() -> None:

@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from patchfmt import FingerprintMismatchError, key_id, public_key_to_pem
 from ppatch import store, trust
-from ppatch.errors import VerificationError
+from ppatch.errors import UsageError, VerificationError
 from ppatch.install import fetch_verified
 from ppatch.registry.client import RegistryClient
 from ppatch.resolver import Pin
-from ppatch.trust import KeyChangedError
+from ppatch.trust import KeyChangedError, KeyRevokedError
 from tests.client.conftest import build_patch, stored_files
 
 BASE = "http://registry.test"
@@ -24,16 +24,21 @@ KEY = Ed25519PrivateKey.from_private_bytes(bytes([3]) * 32)
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes([4]) * 32)
 
 
-def keys_body(*keys: Ed25519PrivateKey, claimed: str | None = None) -> dict[str, object]:
+def keys_body(
+    *keys: Ed25519PrivateKey,
+    claimed: str | None = None,
+    revoked: tuple[Ed25519PrivateKey, ...] = (),
+    namespace: str = "acme",
+) -> dict[str, object]:
     return {
-        "namespace": "acme",
+        "namespace": namespace,
         "keys": [
             {
                 "key_id": claimed or key_id(key),
                 "public_key": public_key_to_pem(key).decode(),
-                "active": True,
+                "active": key not in revoked,
             }
-            for key in keys
+            for key in (*keys, *revoked)
         ],
     }
 
@@ -68,7 +73,7 @@ def test_first_use_pins_the_namespace_keys_then_uses_the_pin() -> None:
         pinned = trust.ensure_trusted(registry, "acme", key_id(KEY))
         trust.ensure_trusted(registry, "acme", key_id(KEY))
     assert list(pinned) == [key_id(KEY)]
-    assert fake.key_requests == 1
+    assert fake.key_requests == 2  # every check reads the keys again, for revocations
     assert trust.pinned_keys(BASE, "acme") == {key_id(KEY): public_key_to_pem(KEY).decode()}
 
 
@@ -85,6 +90,51 @@ def test_a_key_that_is_not_pinned_is_refused_even_if_the_registry_offers_it() ->
     with client(fake) as registry:
         trust.trust_from_registry(registry, "acme")
         trust.ensure_trusted(registry, "acme", key_id(OTHER_KEY))
+
+
+def test_a_revoked_key_is_refused_even_while_pinned() -> None:
+    fake = FakeRegistry(b"", keys_body(KEY))
+    with client(fake) as registry:
+        trust.ensure_trusted(registry, "acme", key_id(KEY))
+        fake.keys = keys_body(OTHER_KEY, revoked=(KEY,))
+        with pytest.raises(KeyRevokedError, match="revoked key"):
+            trust.ensure_trusted(registry, "acme", key_id(KEY))
+
+
+def test_a_replayed_answer_cannot_bring_a_revoked_key_back() -> None:
+    fake = FakeRegistry(b"", keys_body(OTHER_KEY, revoked=(KEY,)))
+    with client(fake) as registry:
+        trust.ensure_trusted(registry, "acme", key_id(OTHER_KEY))
+        fake.keys = keys_body(KEY)  # the answer from before the revocation
+        with pytest.raises(KeyRevokedError):
+            trust.ensure_trusted(registry, "acme", key_id(KEY))
+        # Nor does `ppatch trust acme` re-pin it.
+        with pytest.raises(UsageError, match="no active key"):
+            trust.trust_from_registry(registry, "acme")
+    assert trust.pinned_keys(BASE, "acme") == {
+        key_id(OTHER_KEY): public_key_to_pem(OTHER_KEY).decode()
+    }
+
+
+def test_keys_answered_for_another_namespace_are_refused() -> None:
+    fake = FakeRegistry(b"", keys_body(OTHER_KEY, namespace="evil"))
+    with client(fake) as registry, pytest.raises(VerificationError, match="keys of 'evil'"):
+        trust.ensure_trusted(registry, "acme", key_id(OTHER_KEY))
+    assert trust.pinned_keys(BASE, "acme") is None
+
+
+def test_keys_change_shows_the_old_and_the_new_keys() -> None:
+    fake = FakeRegistry(b"", keys_body(KEY))
+    with client(fake) as registry:
+        first = trust.keys_change(registry, "acme")
+        assert (first.old, first.changed) == (None, False)
+        trust.trust_from_registry(registry, "acme")
+        fake.keys = keys_body(OTHER_KEY)
+        change = trust.keys_change(registry, "acme")
+    assert change.changed
+    assert change.old is not None and list(change.old) == [key_id(KEY)]
+    assert list(change.new) == [key_id(OTHER_KEY)]
+    assert list(trust.pinned_keys(BASE, "acme") or {}) == [key_id(KEY)]  # nothing pinned yet
 
 
 def test_a_registry_lying_about_a_key_id_is_refused() -> None:

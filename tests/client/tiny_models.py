@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ppatch.miniature import save_untrained_model
+from ppatch.miniature.world import save_untrained_model
 
 __all__ = ["one_thread", "tiny_model"]
 

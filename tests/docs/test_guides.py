@@ -126,7 +126,7 @@ class DocsWorkspace:
 def workspace(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DocsWorkspace]:
-    from ppatch.miniature import build_world
+    from ppatch.miniature.world import build_world
 
     world = build_world(Path(request.config.cache.mkdir("ppatch-miniature")))
     root = tmp_path_factory.mktemp("docs-workspace")

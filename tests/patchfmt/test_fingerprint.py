@@ -7,6 +7,7 @@ import json
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,25 @@ def test_same_size_and_mtime_but_new_inode_is_hashed_again(
     (tmp_path / "new.safetensors").replace(target)
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert fingerprint_model(model) == reference_fingerprint(changed)
+
+
+def test_an_in_place_edit_with_the_mtime_restored_is_hashed_again(
+    tmp_path: Path, make_model: MakeModel, tensors: Tensors
+) -> None:
+    model = make_model(tmp_path / "m", tensors)
+    cache = tmp_path / "cache"
+    fingerprint_model(model, cache_dir=cache)
+    target = model / "model.safetensors"
+    stat = target.stat()
+    changed = tensors | {"step": np.array(4, dtype=np.int64)}  # same size
+    save_file(changed, str(tmp_path / "new.safetensors"))
+    # The kernel's ctime clock is coarse (a few ms): step past one tick before the edit.
+    time.sleep(0.05)
+    with target.open("r+b") as handle:  # same inode, same size
+        handle.write((tmp_path / "new.safetensors").read_bytes())
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert target.stat().st_ino == stat.st_ino
+    assert fingerprint_model(model, cache_dir=cache) == reference_fingerprint(changed)
 
 
 @pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"format": "other"}'])

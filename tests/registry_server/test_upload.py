@@ -206,6 +206,15 @@ def test_manifest_name_must_match_url(acme, make_patch) -> None:
     _assert_nothing_stored(acme)
 
 
+def test_build_metadata_is_refused_so_one_version_is_one_artifact(acme, make_patch) -> None:
+    response = acme.upload(make_patch(version="1.2.0+build.1"))
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_patch"
+    assert "'1.2.0+build.1'" in error["message"] and "publish 1.2.0" in error["message"]
+    _assert_nothing_stored(acme)
+
+
 def test_oversize_upload_is_413_and_stores_nothing(acme, make_patch) -> None:
     big = make_patch(tokens=2048, hidden=64)  # 512 KiB > the 256 KiB limit in tests
     response = acme.upload(big)

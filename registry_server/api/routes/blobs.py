@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from patchfmt.blob_paths import BLOB_ROUTE
 from registry_server.api.deps import RegistryDep
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.ranges import RangeNotSatisfiableError, parse_range
@@ -23,13 +24,13 @@ Digest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256, low
 
 
 @router.get(
-    "/blobs/sha256/{digest}",
+    BLOB_ROUTE,
     summary="Download a .ppatch by its sha256",
     response_class=StreamingResponse,
     operation_id="get_blob",
 )
 @router.head(
-    "/blobs/sha256/{digest}",
+    BLOB_ROUTE,
     summary="Size and headers of a blob",
     response_class=StreamingResponse,
     operation_id="head_blob",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ppatch.miniature import save_untrained_model
+from ppatch.miniature.world import save_untrained_model
 from tests.client import tiny_models
 
 # Shared with the other tiny-model folder; pytest finds fixtures among this module's names.

@@ -14,7 +14,7 @@ import pytest
 
 from ppatch.cli.main import main
 from ppatch.eval.metrics import gap_closure
-from ppatch.miniature import World, build_world
+from ppatch.miniature.world import World, build_world
 
 pytestmark = pytest.mark.slow
 

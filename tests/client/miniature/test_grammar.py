@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 
-from ppatch.miniature import WorldConfig
 from ppatch.miniature.corpus import sample_sequence
 from ppatch.miniature.grammar import (
     CUE,
@@ -20,7 +19,7 @@ from ppatch.miniature.grammar import (
     vocabulary,
 )
 from ppatch.miniature.tokenizer import build_tokenizer
-from ppatch.miniature.world import split_prompts, world_key
+from ppatch.miniature.world import WorldConfig, split_prompts, world_key
 
 
 @pytest.mark.parametrize("domain", DOMAINS)

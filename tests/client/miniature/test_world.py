@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import ppatch.miniature.world as world_module
-from ppatch.miniature import WorldConfig, build_world
 from ppatch.miniature.lm import ModelShape
+from ppatch.miniature.world import WorldConfig, build_world
 
 TINY = WorldConfig(
     shape=ModelShape(16, 1, 2, 32, 128), base_steps=3, reference_steps=2, fluency_texts=3

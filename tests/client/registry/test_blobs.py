@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+import httpx
 import pytest
 
 from ppatch.errors import NetworkError
 from ppatch.registry.client import RegistryClient
-from ppatch.registry.direct_http import direct_connection_possible
-from ppatch.registry.errors import RegistryNotFoundError
+from ppatch.registry.direct_http import ForeignOriginError, direct_connection_possible
+from ppatch.registry.errors import DownloadTooLargeError, RegistryNotFoundError
 from tests.client.http_servers import serving
 
 PAYLOAD = bytes(range(256)) * 8192  # 2 MiB: several 1 MiB reads
@@ -36,6 +37,17 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/moved":
             self.send_response(302)
             self.send_header("Location", f"http://localhost:{self.server.server_address[1]}/blob")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/endless":  # no Content-Length: the body runs until the close
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(4):
+                self.wfile.write(PAYLOAD)
+            self.close_connection = True
+        elif self.path == "/elsewhere":
+            self.send_response(302)
+            self.send_header("Location", "http://attacker.invalid/blob")
             self.send_header("Content-Length", "0")
             self.end_headers()
         elif self.path == "/short":
@@ -68,13 +80,59 @@ def test_streams_and_hashes(server: str) -> None:
     assert Handler.seen_authorization == ["Bearer secret"]
 
 
-def test_follows_redirects_without_sending_the_token_elsewhere(server: str) -> None:
+def _transports() -> list[httpx.BaseTransport | None]:
+    """None takes the stdlib fast path; an explicit transport takes the httpx path."""
+    return [None, httpx.HTTPTransport()]
+
+
+@pytest.mark.parametrize("transport", _transports(), ids=["stdlib", "httpx"])
+def test_follows_redirects_to_a_mirror_without_sending_the_token_there(
+    server: str, monkeypatch: pytest.MonkeyPatch, transport: httpx.BaseTransport | None
+) -> None:
+    port = server.rsplit(":", 1)[1]
+    monkeypatch.setenv("PPATCH_MIRRORS", f"http://localhost:{port}")
     sink = io.BytesIO()
-    with RegistryClient(server, token="secret", retries=0) as client:
+    with RegistryClient(server, token="secret", retries=0, transport=transport) as client:
         client.download("/moved", sink)
     assert sink.getvalue() == PAYLOAD
-    # 127.0.0.1 redirected to localhost: another host, so no token there.
+    # 127.0.0.1 redirected to localhost: another origin, so no token there.
     assert Handler.seen_authorization == ["Bearer secret", None]
+
+
+@pytest.mark.parametrize("path", ["/moved", "/elsewhere"])
+@pytest.mark.parametrize("transport", _transports(), ids=["stdlib", "httpx"])
+def test_a_redirect_off_the_registry_and_its_mirrors_is_refused(
+    server: str, path: str, transport: httpx.BaseTransport | None
+) -> None:
+    client = RegistryClient(server, token="secret", retries=0, transport=transport)
+    with client, pytest.raises(ForeignOriginError, match="only from the registry"):
+        client.download(path, io.BytesIO())
+    assert Handler.seen_authorization == ["Bearer secret"]  # nothing was fetched elsewhere
+
+
+def test_an_absolute_url_on_another_host_is_refused_before_any_request(server: str) -> None:
+    with RegistryClient(server, retries=0) as client, pytest.raises(ForeignOriginError):
+        client.download("http://attacker.invalid/blob", io.BytesIO())
+    assert Handler.seen_authorization == []
+
+
+@pytest.mark.parametrize("path", ["/blob", "/endless"])  # declared length, then none
+@pytest.mark.parametrize("transport", _transports(), ids=["stdlib", "httpx"])
+def test_a_download_stops_at_the_expected_length(
+    server: str, path: str, transport: httpx.BaseTransport | None
+) -> None:
+    sink = io.BytesIO()
+    client = RegistryClient(server, retries=0, transport=transport)
+    with client, pytest.raises(DownloadTooLargeError, match="more than the 1331 bytes"):
+        client.download(path, sink, max_bytes=1331)
+    assert len(sink.getvalue()) <= 1331
+
+
+def test_a_download_of_exactly_the_expected_length_passes(server: str) -> None:
+    sink = io.BytesIO()
+    with RegistryClient(server, retries=0) as client:
+        client.download("/blob", sink, max_bytes=len(PAYLOAD))
+    assert sink.getvalue() == PAYLOAD
 
 
 def test_error_answers_map_to_typed_errors(server: str) -> None:

@@ -19,7 +19,7 @@ from ppatch.registry.errors import (
     VersionExistsError,
 )
 
-BASE = "http://registry.test"
+BASE = "https://registry.test"
 INDEX = {"namespace": "acme", "name": "toxicity", "releases": []}
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -160,7 +160,7 @@ def test_offline_serves_the_cached_index_and_refuses_everything_else(
 
 def test_an_answer_that_is_not_json_says_the_url_may_be_wrong() -> None:
     client, _ = client_for(Recorder(httpx.Response(200, text="<html>welcome</html>")))
-    with pytest.raises(UnexpectedResponseError, match=r"is .http://registry\.test. a ppatch"):
+    with pytest.raises(UnexpectedResponseError, match=r"is .https://registry\.test. a ppatch"):
         client.get_index("acme", "toxicity")
 
 

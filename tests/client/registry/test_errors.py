@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
+from patchfmt.error_codes import ErrorCode
 from ppatch.errors import ExitCode
 from ppatch.registry.errors import (
     ERROR_CLASSES,
@@ -67,13 +70,10 @@ def test_each_code_maps_to_its_exception(
     assert "\n" not in str(error)
 
 
-def test_every_documented_code_is_mapped() -> None:
-    documented = {
-        "unauthorized", "forbidden", "not_found", "version_exists", "conflict",
-        "payload_too_large", "invalid_patch", "invalid_signature", "name_mismatch",
-        "invalid_request", "database_unavailable", "storage_unavailable", "internal",
-    }  # fmt: skip
-    assert set(ERROR_CLASSES) == documented
+def test_every_code_is_mapped_and_documented() -> None:
+    assert set(ERROR_CLASSES) == set(ErrorCode)
+    architecture = (Path(__file__).parents[3] / "docs" / "architecture.md").read_text()
+    assert [code for code in ErrorCode if f"`{code}`" not in architecture] == []
 
 
 @pytest.mark.parametrize(

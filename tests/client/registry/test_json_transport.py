@@ -23,10 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ppatch.errors import ExitCode, NetworkError
+from ppatch.errors import ExitCode, NetworkError, UsageError
 from ppatch.registry.client import RegistryClient
+from ppatch.registry.direct_http import same_host_headers
 from ppatch.registry.errors import (
     ERROR_CLASSES,
+    AnswerTooLargeError,
     RegistryError,
     RegistryNotFoundError,
     RegistryUnavailableError,
@@ -354,3 +356,62 @@ def test_https_refuses_a_certificate_no_trusted_authority_signed(
     with RegistryClient(url, retries=0) as client, pytest.raises(NetworkError, match="certif"):
         client.check_updates(INSTALLED)
     assert Scripted.seen == []
+
+
+# -- hostile answers: endless data, tokens in clear ------------------------------------------
+
+
+def test_an_answer_past_the_cap_is_refused_by_both_transports(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ppatch import constants
+
+    monkeypatch.setattr(constants, "MAX_ANSWER_BYTES", 4096)
+    padded = {"results": [], "padding": "x" * 10_000}
+    script(Reply(200, padded))
+    with pytest.raises(AnswerTooLargeError, match="more than 4096 bytes"):
+        updates(transport(server)[0])
+    with RegistryClient(server, retries=0) as client, pytest.raises(AnswerTooLargeError):
+        client.search("anything")
+
+
+def test_an_answer_within_the_cap_is_read_whole(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ppatch import constants
+
+    monkeypatch.setattr(constants, "MAX_ANSWER_BYTES", len(json.dumps(RESULTS)))
+    assert updates(transport(server)[0]) == RESULTS
+
+
+@pytest.mark.parametrize("url", ["http://registry.example.org", "http://10.0.0.5:8000"])
+def test_a_token_is_never_sent_over_plain_http_off_this_machine(url: str) -> None:
+    with pytest.raises(UsageError, match="over plain http"):
+        JsonTransport(url, token="secret")
+    with pytest.raises(UsageError, match="over plain http"):
+        RegistryClient(url, token="secret")
+
+
+@pytest.mark.parametrize(
+    ("target", "kept"),
+    [
+        ("https://registry.example.org/blobs/x", True),
+        ("http://registry.example.org/blobs/x", False),  # https -> http on the same host
+        ("https://registry.example.org:8443/blobs/x", False),
+        ("https://cdn.example.org/blobs/x", False),
+    ],
+)
+def test_the_token_stays_on_the_registrys_origin(target: str, kept: bool) -> None:
+    headers = {"Authorization": "Bearer secret", "User-Agent": "ppatch"}
+    sent = same_host_headers(headers, target, "https://registry.example.org/api/v1/x")
+    assert ("Authorization" in sent) is kept
+    assert sent["User-Agent"] == "ppatch"
+
+
+def test_an_https_to_http_redirect_drops_the_token(server: str) -> None:
+    # The scripted server speaks http on 127.0.0.1; the redirect goes to "localhost" over http
+    # from an origin that differs in host: the token must not follow.
+    script(Reply(307, {}, headers={"Location": "http://localhost:{port}/x"}), Reply(200, RESULTS))
+    assert updates(transport(server, token="secret")[0]) == RESULTS
+    assert Scripted.seen[0].headers.get("Authorization") == "Bearer secret"
+    assert "Authorization" not in Scripted.seen[1].headers

@@ -1,8 +1,9 @@
 """`ppatch demo`: the whole system, vendor and practitioner, on embedded defaults.
 
-Every step is a command a user would type, run through the same code: `ppatch` commands go
-through `ppatch.cli.main.main` in this process (so torch loads once), the registry runs as a real
-`ppatch-registry serve` subprocess on a free loopback port, and its admin commands run as
+A script of command lines, so it lives with the command line: library modules never import the
+CLI. Every step is a command a user would type, run through the same code: `ppatch` commands go
+through `ppatch.cli.main.main` in this process (so torch loads once), the registry runs as a
+real `ppatch-registry serve` subprocess on a free loopback port, and its admin commands run as
 subprocesses too. Nothing skips verification: installs download, check hashes, pin keys, verify
 signatures and fingerprints exactly as they do for a user.
 
@@ -319,7 +320,7 @@ def run_demo(directory: Path | None = None, *, world_root: Path | None = None) -
             TOTAL_STEPS,
             "Vendor: build the miniature world (a toxic base model M, a safe reference M')",
         )
-        from ppatch.miniature import build_world
+        from ppatch.miniature.world import build_world
 
         world = build_world(world_root)
         _say(f"  base model M:       {world.base}")

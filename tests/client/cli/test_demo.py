@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ppatch.cli.demo import RegistryProcess, run_demo
 from ppatch.cli.main import main
-from ppatch.demo import RegistryProcess, run_demo
 
 
 def _port_is_open(port: int) -> bool:
