@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from ppatch import __version__
 from ppatch.errors import ExitCode, PpatchError
+from ppatch.terminal_text import printable
 
 __all__ = ["build_parser", "main"]
 
@@ -108,8 +109,9 @@ def _exit_code_for(error: BaseException) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split("\n")) if "\n" in text else text
+    # Error messages may quote a registry's answer: printed without control characters.
+    text = printable(" ".join(str(error).split("\n")).strip()) or type(error).__name__
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
