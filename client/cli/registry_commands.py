@@ -164,18 +164,19 @@ def _install(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     with _client(args.registry) as client:
+        signed = _signed_index(client.base_url)
         actions = install_plan.plan_install(
             state,
             specs,
             lambda spec: install.resolve_spec(
-                client, spec, target.fingerprint, allow_prerelease=args.pre
+                client, spec, target.fingerprint, allow_prerelease=args.pre, signed=signed
             ),
             upgrade=args.upgrade,
             allow_downgrade=args.allow_downgrade,
         )
         _warn(actions)
         if not args.dry_run:
-            install.carry_out(client, target, actions, client.base_url)
+            install.carry_out(client, target, actions, client.base_url, signed)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
@@ -209,20 +210,23 @@ def _upgrade(args: argparse.Namespace) -> int:
     if missing:
         raise NotFoundError(f"not installed on this model: {', '.join(missing)}")
     with _client(args.registry) as client:
+        signed = _signed_index(client.base_url)
         actions = install_plan.plan_upgrade(
             [patch for patch in chosen if patch is not None],
-            lambda spec: install.resolve_spec(client, spec, target.fingerprint),
-            lambda patch: _is_yanked(client, patch),
+            lambda spec: install.resolve_spec(client, spec, target.fingerprint, signed=signed),
+            lambda patch: _is_yanked(client, patch, signed),
         )
         if not args.dry_run:
-            install.carry_out(client, target, actions, client.base_url)
+            install.carry_out(client, target, actions, client.base_url, signed)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
 
-def _is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
+def _is_yanked(client: RegistryClient, patch: store.InstalledPatch, signed: Any) -> bool:
+    """Whether the installed release is yanked: as the signed index says when there is one."""
     namespace, name = patch.name.split("/", 1)
-    for release in client.get_index(namespace, name).get("releases", []):
+    index = signed.package_index(namespace, name) if signed else client.get_index(namespace, name)
+    for release in index.get("releases", []):
         if release.get("version") == patch.version:
             return bool(release.get("yanked"))
     return False
@@ -293,13 +297,11 @@ def _newer(latest: str, installed: str) -> bool:
 
 
 def _signed_index(registry: str) -> Any:
-    """The registry's refreshed signed index, or None when it has never signed one."""
-    from ppatch.registry.signed_index import open_signed_index
+    """The registry's refreshed signed index (`StaleIndexError`, exit 9, when expired or
+    rolled back), or None when it has never signed one."""
+    from ppatch.registry.signed_index import refreshed_signed_index
 
-    signed = open_signed_index(registry)
-    if signed is not None:
-        signed.refresh()  # StaleIndexError (exit 9) when expired or rolled back
-    return signed
+    return refreshed_signed_index(registry)
 
 
 def _checked_answer(
@@ -441,7 +443,7 @@ def _trust(args: argparse.Namespace) -> int:
         print(f"pinned key {key_id} for namespace {args.namespace!r} on {url}")
         return int(ExitCode.OK)
     with _client(args.registry) as client:
-        change = trust.keys_change(client, args.namespace)
+        change = trust.keys_change(client, args.namespace, _signed_index(client.base_url))
     if change.changed and not _confirm_keys(change, assume_yes=args.yes):
         raise VerificationError(
             f"the keys of namespace {args.namespace!r} on {change.registry} were not changed"
