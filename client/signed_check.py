@@ -4,6 +4,10 @@ Pure: the install resolves a spec twice, over the registry's package index and o
 package as the signed targets give it (`SignedIndex.package_index`), and `mismatch` names the
 lie when the two choices differ: a release the index never signed, a newer release or a yank
 the answer hid, or another artifact (digest, length) than the signed one.
+
+`signed_update` answers the update check (`POST /api/v1/updates`) for one installed patch from
+the signed targets alone, so `ppatch outdated` against a signing registry needs no unsigned
+answer at all.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from ppatch.resolver import Pin
 
-__all__ = ["mismatch", "signed_release"]
+__all__ = ["is_prerelease_text", "mismatch", "signed_release", "signed_update"]
 
 
 def signed_release(signed_index: Mapping[str, Any], version: str) -> Mapping[str, Any] | None:
@@ -72,3 +76,44 @@ def _hidden_yank(what: str, release: Mapping[str, Any] | None, registry: str) ->
         f"{what} is yanked in the signed index of {registry} ({reason}), but the registry's "
         "index hid the yank; its answer is not trusted"
     )
+
+
+def is_prerelease_text(version: str) -> bool:
+    """SemVer 2.0.0: a version has a pre-release part exactly when the text before any `+`
+    (build metadata) holds a `-`. The same answer as `patchfmt.versions.is_prerelease` for
+    every valid version, without importing `semantic_version` (slow) for a cron job."""
+    return "-" in version.split("+", 1)[0]
+
+
+def signed_update(
+    signed_index: Mapping[str, Any], name: str, version: str, fingerprint: str
+) -> dict[str, Any]:
+    """The update check's answer for `name` `version` on `fingerprint`, from the package's
+    signed index: the highest release that is not yanked, not a pre-release and has an
+    artifact for the model, and the installed release's yank state (the server's rule,
+    `registry_server.updates.answer_update`, for a model whose fingerprint has artifacts)."""
+    releases = list(signed_index.get("releases", []))
+    installed = signed_release(signed_index, version)
+    yanked = bool(installed is not None and installed.get("yanked"))
+    candidates = sorted(
+        {
+            str(release.get("version"))
+            for release in releases
+            if not release.get("yanked")
+            and _signed_artifact(release, fingerprint) is not None
+            and not is_prerelease_text(str(release.get("version")))
+        }
+    )
+    latest: str | None = candidates[0] if candidates else None
+    if len(candidates) > 1:
+        from patchfmt.versions import version_sort_key
+
+        latest = max(candidates, key=version_sort_key)
+    return {
+        "name": name,
+        "version": version,
+        "found": bool(releases),
+        "latest": latest,
+        "yanked": yanked,
+        "yanked_reason": installed.get("yanked_reason") if yanked and installed else None,
+    }

@@ -304,23 +304,36 @@ def _signed_index(registry: str) -> Any:
     return refreshed_signed_index(registry)
 
 
-def _checked_answer(
-    signed: Any, patch: store.InstalledPatch, answer: dict[str, Any], fingerprint: str
-) -> dict[str, Any]:
-    """The update-check answer for `patch`, its yank state taken from the signed index and its
-    latest version required to be there."""
+def _signed_answer(signed: Any, patch: store.InstalledPatch, fingerprint: str) -> dict[str, Any]:
+    """The update check's answer for `patch`, from the registry's signed index alone."""
+    from ppatch.signed_check import signed_update
+
     namespace, name = patch.name.split("/", 1)
-    installed = signed.artifact(namespace, name, patch.version, fingerprint)
-    checked = {**answer, "yanked": installed.yanked, "yanked_reason": installed.yanked_reason}
-    latest = answer.get("latest")
-    if latest and latest != patch.version:
-        signed.artifact(namespace, name, str(latest), fingerprint)
-    return checked
+    index = signed.package_index(namespace, name)
+    return signed_update(index, patch.name, patch.version, fingerprint)
+
+
+def _unsigned_answers(
+    registry: str, patches: list[store.InstalledPatch], fingerprint: str
+) -> dict[str, dict[str, Any]]:
+    from ppatch.registry.update_check import check_updates
+
+    print(
+        f"ppatch: warning: {registry} does not sign its index: freshness not confirmed (a "
+        "replayed or frozen answer, or a hidden yank, would go unnoticed)",
+        file=sys.stderr,
+    )
+    answers = check_updates(
+        registry,
+        [
+            {"name": patch.name, "version": patch.version, "fingerprint": fingerprint}
+            for patch in patches
+        ],
+    )
+    return {str(answer.get("name")): answer for answer in answers}
 
 
 def _outdated(args: argparse.Namespace) -> int:
-    from ppatch.registry.update_check import check_updates
-
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     by_registry: dict[str, list[store.InstalledPatch]] = {}
@@ -329,19 +342,18 @@ def _outdated(args: argparse.Namespace) -> int:
         by_registry.setdefault(registry, []).append(patch)
     rows: list[dict[str, Any]] = []
     for registry, patches in by_registry.items():
-        answers = check_updates(
-            registry,
-            [
-                {"name": patch.name, "version": patch.version, "fingerprint": target.fingerprint}
-                for patch in patches
-            ],
-        )
-        by_name = {str(answer.get("name")): answer for answer in answers}
+        # A registry that signs its index is asked nothing else: the signed targets hold every
+        # release and yank, so the unsigned update check would only add a request to distrust.
         signed = _signed_index(registry)
+        by_name = (
+            {} if signed is not None else _unsigned_answers(registry, patches, target.fingerprint)
+        )
         for patch in patches:
-            answer = by_name.get(patch.name, {})
-            if signed is not None:
-                answer = _checked_answer(signed, patch, answer, target.fingerprint)
+            answer = (
+                _signed_answer(signed, patch, target.fingerprint)
+                if signed is not None
+                else by_name.get(patch.name, {})
+            )
             latest = answer.get("latest")
             rows.append(
                 {

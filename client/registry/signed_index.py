@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,27 @@ class ArtifactInfo:
     yanked_reason: str | None
 
 
+# Cloud SDKs that securesystemslib's optional signers import when they are installed (boto3
+# alone costs more than the rest of `ppatch outdated`). The client only verifies, with the keys
+# the metadata holds, and never signs; so while tuf loads, `import boto3` fails as if it were
+# not installed, which securesystemslib handles (its AWS signer is then unavailable in this
+# process). An SDK already imported is left alone, and afterwards it imports normally.
+_SIGNER_SDKS = ("boto3",)
+
+
+@contextmanager
+def _without_signer_sdks() -> Iterator[None]:
+    hidden = [name for name in _SIGNER_SDKS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name) is None:
+                sys.modules.pop(name, None)
+
+
 def _metadata_dir(base_url: str) -> Path:
     # Trust state, not a cache: it lives with the pinned keys, not under the cache directory.
     key = hashlib.sha256(base_url.encode()).hexdigest()[:16]
@@ -95,18 +118,24 @@ class SignedIndex:
     """One registry's TUF metadata, refreshed and verified by `tuf.ngclient.Updater`."""
 
     def __init__(self, base_url: str, metadata_dir: Path, bootstrap: bytes | None) -> None:
-        from tuf.ngclient import Updater
+        with _without_signer_sdks():
+            from tuf.ngclient import Updater
 
         self.base_url = base_url
         self._metadata_dir = metadata_dir
+        self._target_paths: list[str] | None = None
+        self._refreshed = False
         self._updater = Updater(str(metadata_dir), f"{base_url}/tuf/", bootstrap=bootstrap)
 
     def refresh(self) -> None:
         """Fetch the timestamp (and snapshot and targets when it changed), or say why not."""
         from tuf.api import exceptions
 
+        if self._refreshed:
+            return
         try:
             self._updater.refresh()
+            self._refreshed = True
         except exceptions.ExpiredMetadataError as error:
             raise StaleIndexError(
                 f"the signed index of {self.base_url} has expired ({error}): the registry or a "
@@ -168,16 +197,19 @@ class SignedIndex:
 
     def _paths(self, prefix: str) -> list[str]:
         """The target paths under `prefix` in the targets metadata the Updater verified."""
-        import json
+        if self._target_paths is None:
+            import json
 
-        try:
-            document = json.loads((self._metadata_dir / "targets.json").read_bytes())
-            targets = document["signed"]["targets"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise VerificationError(
-                f"cannot read the verified targets of {self.base_url}: {error}"
-            ) from error
-        return sorted(path for path in targets if str(path).startswith(prefix))
+            if not self._refreshed:
+                self.refresh()
+            try:
+                document = json.loads((self._metadata_dir / "targets.json").read_bytes())
+                self._target_paths = sorted(str(path) for path in document["signed"]["targets"])
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise VerificationError(
+                    f"cannot read the verified targets of {self.base_url}: {error}"
+                ) from error
+        return [path for path in self._target_paths if path.startswith(prefix)]
 
     def package_index(self, namespace: str, name: str) -> dict[str, Any]:
         """The package's releases as the signed targets give them, shaped like the registry's
@@ -259,6 +291,9 @@ def open_signed_index(base_url: str) -> SignedIndex | None:
 def refreshed_signed_index(base_url: str) -> SignedIndex | None:
     """The registry's signed index, refreshed (`StaleIndexError` when expired or rolled
     back), or None when the registry has never signed one."""
+    from ppatch.registry.errors import refuse_offline
+
+    refuse_offline(base_url.rstrip("/"), "a signed index refresh")
     signed = open_signed_index(base_url)
     if signed is not None:
         signed.refresh()

@@ -134,16 +134,20 @@ def test_a_yank_hidden_from_the_update_check_is_still_reported(
     assert (row["yanked"], row["yanked_reason"]) == (True, "leaks prompts")
 
 
-def test_a_release_the_signed_index_never_had_is_refused(
+def test_the_unsigned_update_check_is_not_asked_or_believed(
     ppatch: Any, signed_registry: Registry, models: Models, hostile: HostileRegistry
 ) -> None:
     publish(signed_registry, "acme/phantom", "1.0.0", models)
     assert ppatch("install", "acme/phantom", "--model", models.a).code == 0
     fake = {"results": [{"name": "acme/phantom", "latest": "6.6.6", "found": True}]}
     hostile.overrides["/api/v1/updates"] = Answer(200, {}, json.dumps(fake).encode())
+    hostile.seen.clear()
     result = outdated(ppatch, models.a)
-    assert result.code == ExitCode.VERIFICATION
-    assert "6.6.6" in result.err and "never signed" in result.err
+    assert result.code == 0, result.err
+    [row] = json.loads(result.out)["packages"]
+    assert (row["latest"], row["update_available"], row["found"]) == ("1.0.0", False, True)
+    # The root probe and the timestamp; snapshot and targets are the cached, verified ones.
+    assert hostile.seen == ["GET /tuf/2.root.json", "GET /tuf/timestamp.json"], hostile.seen
 
 
 def test_a_registry_that_stops_signing_is_refused_once_pinned(
