@@ -37,6 +37,7 @@ __all__ = [
     "carry_out",
     "fetch_verified",
     "install_locked",
+    "is_yanked",
     "model_target",
     "record",
     "resolve_spec",
@@ -156,6 +157,19 @@ def _resolve_unsigned(
                 continue
     known = [] if indexes else _known_names(client, spec.name)
     return resolve(spec, indexes, fingerprint, allow_prerelease=allow_prerelease, known_names=known)
+
+
+def is_yanked(
+    client: RegistryClient, patch: store.InstalledPatch, signed: SignedIndex | None = None
+) -> bool:
+    """Whether the registry now marks the installed version of `patch` as yanked: as its
+    `signed` index says when given, not its unsigned package index."""
+    namespace, name = patch.name.split("/", 1)
+    index = signed.package_index(namespace, name) if signed else client.get_index(namespace, name)
+    for release in index.get("releases", []):
+        if release.get("version") == patch.version:
+            return bool(release.get("yanked"))
+    return False
 
 
 def verify_blob(path: Path, expected_sha256: str, fingerprint: str) -> Any:

@@ -48,6 +48,7 @@ __all__ = [
     "has_blob",
     "installed_blob",
     "installed_patch_paths",
+    "installed_set_path",
     "model_lock",
     "read_installed",
     "remove_stale_downloads",
@@ -228,12 +229,13 @@ def model_lock(fingerprint: str) -> filelock.BaseFileLock:
     )
 
 
-def _state_path(fingerprint: str) -> Path:
+def installed_set_path(fingerprint: str) -> Path:
+    """The file holding a model's installed set (what `ppatch serve` watches for changes)."""
     return constants.models_dir() / f"{_fingerprint_hex(fingerprint)}.json"
 
 
 def read_installed(fingerprint: str) -> InstalledSet:
-    path = _state_path(fingerprint)
+    path = installed_set_path(fingerprint)
     try:
         data: Any = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -260,7 +262,7 @@ def write_installed(state: InstalledSet) -> None:
         "patches": [asdict(patch) for patch in state.patches],
     }
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(_state_path(state.fingerprint), text, mode=None, make_parents=True)
+    atomic_write_text(installed_set_path(state.fingerprint), text, mode=None, make_parents=True)
 
 
 def installed_blob(patch: InstalledPatch) -> Path:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 import patchfmt
 from registry_server.auth import IssuedToken, issue_token
 from registry_server.errors import ErrorCode, RegistryError
+from registry_server.free_text import control_character_problem
 from registry_server.models import SCOPES, AuditEvent, Namespace, SigningKey, Token, utcnow
 from registry_server.names import name_problem
 
@@ -107,6 +108,8 @@ def create_token(
         )
     if len(description) > 200:
         raise RegistryError(ErrorCode.INVALID_REQUEST, "token description is over 200 characters")
+    if problem := control_character_problem(description):
+        raise RegistryError(ErrorCode.INVALID_REQUEST, f"token description {problem}")
     namespace = get_namespace(session, namespace_name)
     issued = issue_token()
     session.add(

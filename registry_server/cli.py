@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -119,6 +120,16 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def _connection_limits(settings: Settings) -> dict[str, Any]:
+    """Uvicorn's settings that bound a slow or idle client (docs/registry.md, "Limits")."""
+    from registry_server.request_limits import server_protocol
+
+    return {
+        "http": server_protocol(),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+    }
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -134,6 +145,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             log_level=args.log_level,
+            **_connection_limits(settings),
         )
         return 0
     app = create_app(settings, engine=engine)
@@ -143,6 +155,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        **_connection_limits(settings),
     )
     return 0
 

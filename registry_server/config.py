@@ -9,12 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["MIB", "Settings"]
+__all__ = ["BATCH_CEILING", "MIB", "Settings"]
 
 MIB = 1024 * 1024
+# The most entries an update check's schema lets through at all, whatever `max_batch` says: the
+# schema refuses a longer list before validating its entries.
+BATCH_CEILING = 10_000
 
 
 def _default_home() -> Path:
@@ -40,9 +43,36 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=64 * MIB, gt=0, description="largest .ppatch accepted")
     max_manifest_bytes: int = Field(default=1 * MIB, gt=0)
     max_query_length: int = Field(default=512, gt=0, description="longest search text")
-    max_batch: int = Field(default=500, gt=0, description="most entries in one update check")
+    max_batch: int = Field(
+        default=500, gt=0, le=BATCH_CEILING, description="most entries in one update check"
+    )
     index_max_age: int = Field(
         default=60, ge=0, description="Cache-Control max-age of package indexes, seconds"
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="the registry's address as users reach it, shown on the pages; never "
+        "taken from a request's Host header",
+    )
+    max_request_bytes: int = Field(
+        default=1 * MIB, gt=0, description="largest body of any request but an upload"
+    )
+    header_timeout: float = Field(
+        default=10, gt=0, description="seconds a client has to send a request's headers"
+    )
+    body_timeout: float = Field(
+        default=30, gt=0, description="seconds a client has to send a request body (not uploads)"
+    )
+    upload_timeout: float = Field(
+        default=600, gt=0, description="seconds an authenticated client has to send an upload"
+    )
+    keep_alive_timeout: float = Field(
+        default=5, gt=0, description="seconds an idle keep-alive connection stays open"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token /metrics requires; without one only loopback clients see it",
     )
 
     tuf_online_key: Path | None = Field(
@@ -65,6 +95,11 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, func, select
 
-from registry_server import __version__, pages
+from registry_server import __version__, docs_page, pages
 from registry_server.api.routes import blobs, health, namespaces, packages, search, tuf, updates
 from registry_server.config import Settings
 from registry_server.context import Registry
@@ -16,7 +18,9 @@ from registry_server.db import create_registry_engine, session_factory
 from registry_server.errors import install_error_handlers
 from registry_server.metrics import MetricsMiddleware, RegistryMetrics
 from registry_server.models import Artifact
+from registry_server.page_headers import SecurityHeadersMiddleware
 from registry_server.polling import ConditionalIndexMiddleware, etag_lookup_for
+from registry_server.request_limits import RequestBodyLimitsMiddleware
 from registry_server.storage import BlobStorage, open_storage
 
 __all__ = ["create_app"]
@@ -58,7 +62,7 @@ def create_app(
         title="ppatch registry",
         version=__version__,
         summary="Publish, index and serve signed safety patches for language models.",
-        docs_url="/docs",
+        docs_url=None,  # docs_page serves /docs from the package's own files
         redoc_url=None,
     )
     app.state.registry = Registry(
@@ -79,11 +83,20 @@ def create_app(
         tuf.router,
         health.router,
         pages.router,
+        docs_page.router,
     ):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     # Outermost last: metrics see every request, including the 304s answered by the shortcut.
     app.add_middleware(
         ConditionalIndexMiddleware, lookup=etag_lookup, max_age=settings.index_max_age
     )
+    app.add_middleware(
+        RequestBodyLimitsMiddleware,
+        max_bytes=settings.max_request_bytes,
+        body_timeout=settings.body_timeout,
+        upload_timeout=settings.upload_timeout,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

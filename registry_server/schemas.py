@@ -7,6 +7,9 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry_server.config import BATCH_CEILING
+from registry_server.free_text import FreeText
+
 __all__ = [
     "ERROR_RESPONSES",
     "ArtifactOut",
@@ -116,7 +119,9 @@ class InstalledPatch(BaseModel):
 class UpdatesIn(BaseModel):
     model_config = _STRICT
 
-    installed: list[InstalledPatch]
+    # The ceiling is part of the schema so a longer list is refused before its entries are
+    # validated; the route then applies the configured `max_batch`.
+    installed: list[InstalledPatch] = Field(max_length=BATCH_CEILING)
 
 
 class UpdateResult(BaseModel):
@@ -146,7 +151,7 @@ class PublishOut(BaseModel):
 class YankIn(BaseModel):
     model_config = _STRICT
 
-    reason: str = Field(default="", max_length=1000)
+    reason: FreeText = Field(default="", max_length=1000)
 
 
 class YankOut(BaseModel):
@@ -170,7 +175,7 @@ class TokenIn(BaseModel):
     model_config = _STRICT
 
     scope: str = "publish"
-    description: str = Field(default="", max_length=200)
+    description: FreeText = Field(default="", max_length=200)
 
 
 class TokenOut(BaseModel):

@@ -35,6 +35,7 @@ from patchfmt.versions import is_prerelease, version_sort_key
 from registry_server.admin import Actor, record_audit
 from registry_server.context import Registry
 from registry_server.errors import ErrorCode, RegistryError
+from registry_server.free_text import json_text_problem
 from registry_server.models import (
     Artifact,
     Namespace,
@@ -208,9 +209,20 @@ def parse_patch(upload: ReceivedUpload, registry: Registry) -> patchfmt.PatchFil
     # Bytes, not the path: the size is bounded by now, and error messages must not show the
     # server's temporary file name.
     try:
-        return patchfmt.read_patch(upload.path.read_bytes(), limits)
+        patch = patchfmt.read_patch(upload.path.read_bytes(), limits)
     except patchfmt.PatchFormatError as error:
         raise RegistryError(ErrorCode.INVALID_PATCH, f"invalid .ppatch file: {error}") from None
+    check_free_text(patch.manifest)
+    return patch
+
+
+def check_free_text(manifest: patchfmt.Manifest) -> None:
+    """The manifest's free-form sections hold no control character (registry_server.free_text;
+    its one-line fields are checked by patchfmt)."""
+    for section in ("training", "evaluation"):
+        problem = json_text_problem(getattr(manifest, section), f"manifest {section}")
+        if problem:
+            raise RegistryError(ErrorCode.INVALID_PATCH, f"invalid .ppatch file: {problem}")
 
 
 def check_name(patch: patchfmt.PatchFile, namespace: str, name: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from ppatch import __version__
 from ppatch.errors import ExitCode, PpatchError
+from ppatch.terminal_text import printable
 
 __all__ = ["build_parser", "main"]
 
@@ -26,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ppatch.cli.apply_commands",
     "ppatch.cli.build_commands",
     "ppatch.cli.demo_command",
+    "ppatch.cli.serve_command",
 )
 
 # Which module registers each command, so that `ppatch outdated` in a cron job imports only the
@@ -56,6 +58,7 @@ COMMAND_OWNERS: dict[str, str] = {
     **dict.fromkeys(("generate", "import-peft", "export-peft"), "ppatch.cli.apply_commands"),
     **dict.fromkeys(("train", "eval", "miniature"), "ppatch.cli.build_commands"),
     "demo": "ppatch.cli.demo_command",
+    "serve": "ppatch.cli.serve_command",
 }
 
 DEBUG_VARIABLE = "PPATCH_DEBUG"
@@ -106,8 +109,9 @@ def _exit_code_for(error: BaseException) -> int:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split("\n")) if "\n" in text else text
+    # Error messages may quote a registry's answer: printed without control characters.
+    text = printable(" ".join(str(error).split("\n")).strip()) or type(error).__name__
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

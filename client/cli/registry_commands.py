@@ -27,6 +27,7 @@ from ppatch.errors import (
     VerificationError,
 )
 from ppatch.install_plan import InstallAction
+from ppatch.terminal_text import printable
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
@@ -94,8 +95,10 @@ def _search(args: argparse.Namespace) -> int:
     for item in results:
         latest = item.get("latest_version") or "-"
         print(
-            f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
-            f"{item.get('summary') or ''}".rstrip()
+            printable(
+                f"{item.get('namespace')}/{item.get('name')}  {latest}  [{item.get('domain')}]  "
+                f"{item.get('summary') or ''}".rstrip()
+            )
         )
     return int(ExitCode.OK)
 
@@ -107,19 +110,19 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(index)
         return int(ExitCode.OK)
-    print(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]")
+    print(printable(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]"))
     if index.get("summary"):
-        print(f"  {index['summary']}")
+        print(f"  {printable(index['summary'])}")
     for release in index.get("releases", []):
         yanked = (
             f"  YANKED: {release.get('yanked_reason') or 'no reason given'}"
             if release.get("yanked")
             else ""
         )
-        print(f"  {release.get('version')}{yanked}")
+        print(printable(f"  {release.get('version')}{yanked}"))
         for artifact in release.get("artifacts", []):
             fingerprint, size = artifact.get("fingerprint"), artifact.get("size")
-            print(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}")
+            print(printable(f"    {fingerprint}  {size} bytes  sha256:{artifact.get('sha256')}"))
     return int(ExitCode.OK)
 
 
@@ -150,7 +153,7 @@ def _report(actions: list[InstallAction], *, dry_run: bool, as_json: bool) -> No
 def _warn(actions: list[InstallAction]) -> None:
     for action in actions:
         for message in action.warnings:
-            print(f"ppatch: warning: {message}", file=sys.stderr)
+            print(f"ppatch: warning: {printable(message)}", file=sys.stderr)
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -214,22 +217,12 @@ def _upgrade(args: argparse.Namespace) -> int:
         actions = install_plan.plan_upgrade(
             [patch for patch in chosen if patch is not None],
             lambda spec: install.resolve_spec(client, spec, target.fingerprint, signed=signed),
-            lambda patch: _is_yanked(client, patch, signed),
+            lambda patch: install.is_yanked(client, patch, signed),
         )
         if not args.dry_run:
             install.carry_out(client, target, actions, client.base_url, signed)
     _report(actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
-
-
-def _is_yanked(client: RegistryClient, patch: store.InstalledPatch, signed: Any) -> bool:
-    """Whether the installed release is yanked: as the signed index says when there is one."""
-    namespace, name = patch.name.split("/", 1)
-    index = signed.package_index(namespace, name) if signed else client.get_index(namespace, name)
-    for release in index.get("releases", []):
-        if release.get("version") == patch.version:
-            return bool(release.get("yanked"))
-    return False
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -385,7 +378,9 @@ def _outdated(args: argparse.Namespace) -> int:
                 notes.append(f"YANKED: {row['yanked_reason'] or 'no reason given'}")
             if not row["found"]:
                 notes.append("not found on the registry")
-            print(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+            print(
+                printable(f"{row['name']} {row['installed']}  {'; '.join(notes) or 'up to date'}")
+            )
     return int(ExitCode.UPDATES_AVAILABLE if attention else ExitCode.OK)
 
 
@@ -412,8 +407,10 @@ def _publish(args: argparse.Namespace) -> int:
     with _client(args.registry, with_token=True) as client:
         answer = client.publish(namespace, name, path.name, data)
     print(
-        f"published {answer.get('name')} {answer.get('version')} "
-        f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+        printable(
+            f"published {answer.get('name')} {answer.get('version')} "
+            f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
+        )
     )
     return int(ExitCode.OK)
 
@@ -462,8 +459,10 @@ def _trust(args: argparse.Namespace) -> int:
         )
     trust.pin_keys(change.registry, args.namespace, change.new)
     print(
-        f"pinned {len(change.new)} key(s) for namespace {args.namespace!r} on {change.registry}: "
-        f"{', '.join(sorted(change.new))}"
+        printable(
+            f"pinned {len(change.new)} key(s) for namespace {args.namespace!r} on "
+            f"{change.registry}: {', '.join(sorted(change.new))}"
+        )
     )
     return int(ExitCode.OK)
 
@@ -478,7 +477,7 @@ def _confirm_keys(change: Any, *, assume_yes: bool) -> bool:
     for index in range(max(len(old), len(new))):
         left = old[index] if index < len(old) else ""
         right = new[index] if index < len(new) else ""
-        print(f"  {left:<{width}}  {right}")
+        print(printable(f"  {left:<{width}}  {right}"))
     if assume_yes:
         return True
     if not sys.stdin.isatty():

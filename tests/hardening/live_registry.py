@@ -129,6 +129,7 @@ class LiveRegistry:
     database_url: str
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    settings: dict[str, str] = field(default_factory=dict)  # more PPATCH_REGISTRY_* variables
 
     @property
     def url(self) -> str:
@@ -154,6 +155,7 @@ class LiveRegistry:
             "PPATCH_REGISTRY_HOME": str(self.home),
             "PPATCH_REGISTRY_DATABASE_URL": self.database_url,
             "PPATCH_REGISTRY_STORAGE": str(self.storage),
+            **{f"PPATCH_REGISTRY_{name.upper()}": value for name, value in self.settings.items()},
         }
 
     def start(self, timeout: float = 30) -> None:

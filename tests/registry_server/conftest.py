@@ -66,6 +66,7 @@ def build_patch(
     summary: str = "Lowers toxicity of tiny-model",
     domain: str = "toxicity",
     evaluation: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
     tokens: int = 4,
     hidden: int = 8,
 ) -> bytes:
@@ -81,6 +82,7 @@ def build_patch(
             "license": "Apache-2.0",
             "base_model": {"id": "tiny-model", "fingerprint": fingerprint},
             "evaluation": {"toxicity_probability": 0.12} if evaluation is None else evaluation,
+            "training": training or {},
             "created": FIXED_CREATED,
         },
         weights,
@@ -220,6 +222,11 @@ class Harness:
             files={"file": ("patch.ppatch", data, "application/octet-stream")},
             headers=self.auth() if headers is None else headers,
         )
+
+    def local_client(self) -> TestClient:
+        """A client of the same app from a loopback address (the TestClient's default address
+        is not an IP), as a scraper on the server's machine would be."""
+        return TestClient(self.app, client=("127.0.0.1", 50000), raise_server_exceptions=False)
 
     def blob_count(self) -> int:
         root = Path(self.settings.resolved_storage) / "sha256"

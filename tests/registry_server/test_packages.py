@@ -217,7 +217,7 @@ def test_polling_hits_are_counted_under_the_index_route(published) -> None:
         assert hit.status_code == 304
         assert hit.headers["etag"] == etag
         assert hit.headers["cache-control"] == "public, max-age=60, must-revalidate"
-    metrics = published.client.get("/metrics").text
+    metrics = published.local_client().get("/metrics").text
     assert (
         'ppatch_registry_requests_total{method="GET",route="/api/v1/packages/{ns}/{name}",'
         'status="304"} 3.0'

@@ -13,6 +13,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FP_A = "sha256:" + "a" * 64
 FP_B = "sha256:" + "b" * 64
 
 
@@ -41,6 +42,7 @@ def browser() -> Iterator[object]:
         "--disable-quic", f"--user-data-dir={profile}", "--window-size=1200,900",
     ):  # fmt: skip
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP reports land here
     driver = webdriver.Chrome(service=Service(paths[1]), options=options)
     driver.set_page_load_timeout(20)
     try:
@@ -51,17 +53,50 @@ def browser() -> Iterator[object]:
 
 
 def _screenshot(driver, name: str) -> None:
+    """The whole page (up to 4,000 pixels tall), for a person to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1200, min(max(int(height) + 140, 900), 4000))
+    try:
+        driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    finally:
+        driver.set_window_size(1200, 900)
+
+
+def _console_problems(driver) -> list[str]:
+    """Browser console errors since the last call: a CSP violation shows up here."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+# What `ppatch train` records (client/train/pipeline.py), with figures a person can check.
+EVALUATION = {
+    "measured": "2026-11-28T10:00:00Z",
+    "training_pairs": {"pairs": 191.0, "preference_accuracy": 0.9214659929275513},
+    "training_prompts": {
+        "suite": "toxicity",
+        "prompts": 40,
+        "primary": "toxicity_probability",
+        "scorer": None,
+        "systems": {
+            "base": {"expected_max_toxicity": 0.4123, "toxicity_probability": 0.31},
+            "base+patch": {"expected_max_toxicity": 0.2, "toxicity_probability": 0.0712},
+            "reference": {"expected_max_toxicity": 0.1, "toxicity_probability": 0.05},
+        },
+    },
+}
+TRAINING = {
+    "method": "soft prompt: SFT then DPO",
+    "reference_model": {"id": "tiny-reference"},
+    "data": {"source": "generated", "prompts": 40, "sft_examples": 48, "preference_pairs": 191},
+}
 
 
 @pytest.fixture
 def site(acme, live_server, make_patch):
-    figures = {"toxicity_probability": 0.12, "perplexity": 18.4}
     script = "<script>alert(1)</script> fair"
     uploads = [
         make_patch(version="1.0.0", seed=1, evaluation={"toxicity_probability": 0.31}),
-        make_patch(version="1.1.0", seed=2, evaluation=figures),
+        make_patch(version="1.1.0", seed=2, evaluation=EVALUATION, training=TRAINING),
         make_patch(version="1.1.0", seed=3, fingerprint=FP_B),
         make_patch(name="acme/bias", domain="bias", summary=script, seed=4),
     ]
@@ -88,6 +123,15 @@ def test_package_list_and_search(browser, site, request) -> None:
     box = browser.find_element(By.NAME, "q")
     box.send_keys("bias")
     box.submit()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # The results page, not rows of the page being left (they go stale under the test).
+    WebDriverWait(browser, 10).until(
+        lambda driver: (
+            "q=bias" in driver.current_url
+            and driver.execute_script("return document.readyState") == "complete"
+        )
+    )
     rows = browser.find_elements(By.CSS_SELECTOR, "#packages tbody tr")
     assert [row.text.split()[0] for row in rows] == ["acme/bias"]
     _screenshot(browser, f"registry-index-{request.node.callspec.id}")
@@ -98,6 +142,7 @@ def test_package_list_and_search(browser, site, request) -> None:
 def test_package_page(browser, site, request) -> None:
     from selenium.webdriver.common.by import By
 
+    browser.get_log("browser")
     browser.get(site.url + "/p/acme/toxicity")
     assert browser.find_element(By.TAG_NAME, "h1").text == "acme/toxicity"
     assert browser.find_element(By.ID, "domain").text == "toxicity"
@@ -107,12 +152,59 @@ def test_package_page(browser, site, request) -> None:
     assert browser.find_element(By.ID, "copy-install").is_displayed()
     notices = [n.text for n in browser.find_elements(By.CLASS_NAME, "yank-notice")]
     assert notices == ["Version 1.0.0 was yanked: over-refuses medical questions"]
-    evaluation = browser.find_element(By.ID, "evaluation").text
-    assert "perplexity 18.4" in evaluation and "toxicity_probability 0.12" in evaluation
+    # The base model once, with its own copy button; the other base model is a link.
+    fingerprint = browser.find_element(By.ID, "base-fingerprint").text
+    assert fingerprint == FP_A
+    assert browser.find_element(By.ID, "copy-fingerprint").is_displayed()
+    assert FP_B in browser.find_element(By.ID, "other-bases").text
+    # The suite as a table: systems against measures, primary first, three digits.
+    suite = browser.find_element(By.ID, "evaluation-1")
+    header = [cell.text for cell in suite.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert header == ["System", "toxicity_probability (primary)", "expected_max_toxicity"]
+    rows = [row.text for row in suite.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert rows == ["base 0.310 0.412", "base+patch 0.0712 0.200", "reference 0.0500 0.100"]
+    pairs = browser.find_element(By.ID, "evaluation-2").text
+    assert "base+patch 191 0.921" in pairs
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "{'" not in page and "0.9214659929275513" not in page
+    assert FP_A not in suite.text
+    # The bar chart: one bar per system and measure, drawn and labelled.
+    chart = browser.find_element(By.ID, "chart-1")
+    assert len(chart.find_elements(By.TAG_NAME, "rect")) == 6
+    assert chart.size["height"] > 50 and chart.size["width"] > 300
+    assert "base+patch 0.0712" in chart.text
+    training = browser.find_element(By.ID, "training").text
+    assert "soft prompt: SFT then DPO" in training and "tiny-reference" in training
+    assert "preference pairs\n191" in training or "preference pairs 191" in training
+    assert "(active)" in browser.find_element(By.ID, "signing-key").text
     versions = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")]
     assert versions[0].startswith("1.1.0 available") and FP_B in versions[0]
-    assert versions[1].startswith("1.0.0 yanked")
+    assert versions[1].startswith("1.0.0 yanked: over-refuses medical questions")
+    # Styles and the copy script load under the strict CSP, with nothing refused.
+    assert browser.find_element(By.ID, "copy-install").value_of_css_property("cursor")
+    assert browser.execute_script("return document.styleSheets.length") == 1
+    assert _console_problems(browser) == []
     _screenshot(browser, f"registry-package-{request.node.callspec.id}")
+
+
+def test_api_docs_render_from_the_registrys_own_files(browser, site, request) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get_log("browser")
+    browser.get(site.url + "/docs")
+    title = WebDriverWait(browser, 20).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".swagger-ui .title"))
+    )
+    assert title.text.startswith("ppatch registry")
+    assert "/api/v1/search" in browser.find_element(By.ID, "swagger-ui").text
+    resources = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert resources and all(name.startswith(site.url) for name in resources), resources
+    assert _console_problems(browser) == []
+    _screenshot(browser, f"registry-docs-{request.node.callspec.id}")
 
 
 def test_unknown_package_page(browser, site) -> None:

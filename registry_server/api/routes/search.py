@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from registry_server.api.deps import RegistryDep, SessionDep
 from registry_server.errors import ErrorCode, RegistryError
-from registry_server.schemas import ERROR_RESPONSES, SearchOut, SearchResult
-from registry_server.search import search_packages
+from registry_server.schemas import ERROR_RESPONSES, SearchOut
+from registry_server.search import MAX_SEARCH_OFFSET, MAX_SEARCH_RESULTS, search_packages
 
 __all__ = ["router"]
 
@@ -24,8 +25,11 @@ def search(
     domain: Annotated[str, Query(max_length=64)] = "",
     fingerprint: Annotated[str, Query(max_length=71)] = "",
     name: Annotated[str, Query(max_length=64, description="exact package name")] = "",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> SearchOut:
+    limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_RESULTS)] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_SEARCH_OFFSET, description="results to skip, for paging")
+    ] = 0,
+) -> JSONResponse:
     if len(q) > registry.settings.max_query_length:
         raise RegistryError(
             ErrorCode.INVALID_REQUEST,
@@ -33,6 +37,14 @@ def search(
             f"{registry.settings.max_query_length}",
         )
     found = search_packages(
-        session, text=q, domain=domain, fingerprint=fingerprint, name=name, limit=limit
+        session,
+        text=q,
+        domain=domain,
+        fingerprint=fingerprint,
+        name=name,
+        limit=limit,
+        offset=offset,
     )
-    return SearchOut(results=[SearchResult(**entry) for entry in found])
+    # Built to the documented shape (response_model documents it, tests compare the two);
+    # skipping a second validation pass keeps an anonymous, frequent request cheap.
+    return JSONResponse({"results": found})
