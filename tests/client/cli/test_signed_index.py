@@ -1,9 +1,11 @@
-"""`ppatch outdated` against a registry that signs its index (TUF), and a hostile proxy in front.
+"""The client against a registry that signs its index (TUF), and a hostile proxy in front.
 
 A registry of this module's own runs `ppatch-registry tuf init`; the client pins its root on
-first contact, then refuses what the proxy makes of the answers: an old timestamp replayed
-(rollback), an expired one (freeze), a yank hidden from the update check, a release the signed
-index never had, and a registry that stops serving the signed index.
+first contact, then refuses what the proxy makes of the answers. `outdated`: an old timestamp
+replayed (rollback), an expired one (freeze), a rewritten update check (not even asked), a
+registry that stops serving the signed index. `install`, `upgrade`, `install -r` and `trust`:
+a hidden yank, a hidden newer release, a substituted artifact, a keys endpoint that lies, a
+replayed package index or timestamp, a lockfile entry the signed targets lack.
 """
 
 from __future__ import annotations
@@ -358,3 +360,28 @@ def test_a_lockfile_entry_the_signed_index_lacks_is_refused(
     assert f"lockfile entry acme/lk 1.0.0 has sha256 {digest}" in result.err
     assert installed(ppatch, models.a) == []
     assert stored_files() == before
+
+
+def test_trust_pins_the_signed_keys_not_the_keys_endpoint(
+    ppatch: Any, signed_registry: Registry, hostile: HostileRegistry
+) -> None:
+    from patchfmt import key_id, public_key_to_pem
+    from ppatch import trust
+
+    real = Ed25519PrivateKey.from_private_bytes(bytes([93]) * 32)
+    signed_registry.add_namespace("sgtrust", real)
+    evil = Ed25519PrivateKey.from_private_bytes(bytes([94]) * 32)
+    fake = {
+        "namespace": "sgtrust",
+        "keys": [
+            {"key_id": key_id(evil), "public_key": public_key_to_pem(evil).decode(), "active": True}
+        ],
+    }
+    hostile.overrides["/api/v1/namespaces/sgtrust/keys"] = Answer(
+        200, {}, json.dumps(fake).encode()
+    )
+    result = ppatch("trust", "sgtrust")
+    assert result.code == 0, result.err
+    assert trust.pinned_keys(hostile.url, "sgtrust") == {
+        key_id(real): public_key_to_pem(real).decode()
+    }
