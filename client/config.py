@@ -24,16 +24,22 @@ from ppatch import constants
 from ppatch.errors import UsageError
 
 __all__ = [
+    "KNOWN_KEYS",
     "Config",
+    "get_setting",
+    "list_settings",
     "load_config",
     "load_token",
     "normalize_registry_url",
     "resolve_registry",
     "save_config",
     "save_token",
+    "set_setting",
 ]
 
 CREDENTIALS_MODE = 0o600
+# What `ppatch config` reads and writes; `registries.NAME` stands for any alias.
+KNOWN_KEYS = ("default_registry", "registries.NAME")
 
 
 @dataclass
@@ -53,16 +59,39 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read {str(path)!r}: not valid TOML ({error})") from error
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def normalize_registry_url(url: str) -> str:
-    """`http(s)://host[:port][/path]` without a trailing slash; anything else is refused."""
+    """One spelling per registry: `scheme://host[:port][/path]` with the scheme and host in
+    lower case, no default port (80, 443), no trailing slash. Tokens, key pins, the installed
+    set's `registry` and the index cache are keyed by it, so `HTTPS://Reg.example.org:443/`
+    and `https://reg.example.org` are one registry. Anything but http(s) is refused."""
     text = url.strip()
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+        or port == -1
+    ):
         raise UsageError(
             f"registry {url!r} is not valid: expected an http:// or https:// URL "
             "such as 'https://registry.example.org'"
         )
-    return text.rstrip("/")
+    host = parts.hostname
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def load_config() -> Config:
@@ -131,3 +160,64 @@ def save_token(registry_url: str, token: str) -> None:
     tokens[normalize_registry_url(registry_url)] = token.strip()
     data["tokens"] = dict(sorted(tokens.items()))
     atomic_write_text(path, tomli_w.dumps(data), mode=CREDENTIALS_MODE, make_parents=True)
+
+
+def list_settings() -> tuple[dict[str, str], list[str]]:
+    """Every setting in the config file as `key -> value`, and the keys ppatch does not know
+    (a typo such as `default-registry` that would otherwise be silently ignored)."""
+    data = _read_toml(constants.config_file())
+    load_config()  # refuse a file whose known keys have the wrong types
+    settings: dict[str, str] = {}
+    unknown: list[str] = []
+    for key, value in data.items():
+        if key == "default_registry":
+            settings[key] = str(value)
+        elif key == "registries":
+            settings.update({f"registries.{name}": url for name, url in value.items()})
+        else:
+            unknown.append(key)
+    return settings, sorted(unknown)
+
+
+def _check_key(key: str) -> None:
+    if key == "default_registry":
+        return
+    group, dot, name = key.partition(".")
+    if group == "registries" and dot and name and "." not in name:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(key, ["default_registry", "registries"], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UsageError(f"unknown setting {key!r}: known settings are {', '.join(KNOWN_KEYS)}{hint}")
+
+
+def get_setting(key: str) -> str | None:
+    """The value of `key` in the config file, or None when it is not set."""
+    _check_key(key)
+    return list_settings()[0].get(key)
+
+
+def set_setting(key: str, value: str) -> str:
+    """Write `key = value` to the config file and return the value as stored; a registry URL
+    is normalised, and `default_registry` must be a URL or a configured alias."""
+    _check_key(key)
+    data = _read_toml(constants.config_file())
+    config = load_config()
+    if key == "default_registry":
+        if "://" in value:
+            value = normalize_registry_url(value)
+        elif value not in config.registries:
+            known = ", ".join(sorted(config.registries)) or "none configured"
+            raise UsageError(
+                f"default_registry {value!r} is neither a URL nor a configured name "
+                f"(known: {known})"
+            )
+        data["default_registry"] = value
+    else:
+        value = normalize_registry_url(value)
+        registries = dict(data.get("registries", {}))
+        registries[key.partition(".")[2]] = value
+        data["registries"] = dict(sorted(registries.items()))
+    atomic_write_text(constants.config_file(), tomli_w.dumps(data), mode=None, make_parents=True)
+    return value

@@ -17,9 +17,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ppatch import config, constants, store
+from ppatch import config, store, verbosity
 from ppatch.errors import NotFoundError, UsageError, VerificationError
-from ppatch.install_plan import InstallAction, changes, plan_lockfile
+from ppatch.install_plan import (
+    InstallAction,
+    YankLookup,
+    changes,
+    plan_lockfile,
+    unknown_yanks,
+)
 from ppatch.progress import deferred_progress, progress
 from ppatch.registry.errors import RegistryNotFoundError
 from ppatch.resolver import Pin, Resolution, resolve
@@ -59,14 +65,14 @@ class ModelTarget:
 
 def model_target(model: str) -> ModelTarget:
     """Find MODEL (a directory or a cached repo id) and its fingerprint (cached by patchfmt)."""
-    from patchfmt import fingerprint_model, resolve_model_path
+    from patchfmt import resolve_model_path
+    from ppatch.fingerprints import model_fingerprint
 
     path = resolve_model_path(model)
     # Deferred: a cached fingerprint never advances the bar, so rich is not even imported.
     with deferred_progress(f"fingerprinting {path.name}", None, unit="bytes") as advance:
-        fingerprint = fingerprint_model(
-            path, cache_dir=constants.fingerprint_cache_dir(), progress=advance
-        )
+        fingerprint = model_fingerprint(path, progress=advance)
+    verbosity.detail(f"model {path} has fingerprint {fingerprint}")
     return ModelTarget(path=path, fingerprint=fingerprint)
 
 
@@ -292,6 +298,7 @@ def install_locked(
     source: str,
     registry: str | None = None,
     dry_run: bool = False,
+    yank_state: YankLookup | None = None,
 ) -> list[InstallAction]:
     """Install the exact files of a lockfile: each from the blob cache when its sha256 is
     there, else downloaded from `registry` (or the entry's own) and verified. Nothing is
@@ -305,7 +312,7 @@ def install_locked(
             f"{str(target.path)!r} has fingerprint {target.fingerprint}"
         )
     state = store.read_installed(target.fingerprint)
-    actions = plan_lockfile(state, locked.entries, target.fingerprint)
+    actions = plan_lockfile(state, locked.entries, target.fingerprint, yank_state or unknown_yanks)
     entries = {entry.name: entry for entry in locked.entries}
     clients: dict[str, RegistryClient] = {}
     signed_indexes: dict[str, SignedIndex | None] = {}

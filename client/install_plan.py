@@ -23,13 +23,42 @@ if TYPE_CHECKING:
 __all__ = [
     "DowngradeRefusedError",
     "InstallAction",
+    "YankLookup",
+    "YankState",
     "changes",
     "classify",
     "lock_pin",
     "plan_install",
     "plan_lockfile",
     "plan_upgrade",
+    "unknown_yanks",
 ]
+
+
+@dataclass(frozen=True)
+class YankState:
+    """Whether one release is yanked, and why; `known` is False when nobody could say (the
+    registry was unreachable and its index not cached), which is never reported as "not
+    yanked" to the user, only left without a warning."""
+
+    yanked: bool = False
+    reason: str | None = None
+    known: bool = True
+
+
+# (package name `ns/name`, exact version) -> its yank state, from the registry's index.
+YankLookup = Callable[[str, str], YankState]
+
+
+def unknown_yanks(_name: str, _version: str) -> YankState:
+    """The lookup for when no registry is asked: nothing is known, nothing is warned."""
+    return YankState(known=False)
+
+
+def _yank_warning(name: str, version: str, state: YankState, *, advice: str) -> tuple[str, ...]:
+    if not state.yanked:
+        return ()
+    return (f"{name} {version} is yanked: {state.reason or 'no reason given'}; {advice}",)
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,16 @@ class InstallAction:
     pin: Pin | None = None
     previous: str | None = None
     warnings: tuple[str, ...] = ()
+    # The installed release's yank state for "unchanged" actions (a new pin carries its own).
+    yank: YankState = YankState()
+
+    @property
+    def yanked(self) -> bool:
+        return self.pin.yanked if self.pin is not None else self.yank.yanked
+
+    @property
+    def yanked_reason(self) -> str | None:
+        return self.pin.yanked_reason if self.pin is not None else self.yank.reason
 
     @property
     def changes(self) -> bool:
@@ -62,7 +101,8 @@ class InstallAction:
             "sha256": pin.sha256 if pin else None,
             "size": pin.size if pin else None,
             "url": pin.url if pin else None,
-            "yanked": pin.yanked if pin else False,
+            "yanked": self.yanked,
+            "yanked_reason": self.yanked_reason if self.yanked else None,
             "warnings": list(self.warnings),
         }
 
@@ -130,16 +170,26 @@ def plan_install(
     *,
     upgrade: bool = False,
     allow_downgrade: bool = False,
+    yank_state: YankLookup = unknown_yanks,
 ) -> list[InstallAction]:
     """`ppatch install SPEC...`: a package already installed in the spec's range stays
     (pip's no-op) unless `upgrade`; every other spec is resolved. Moving a package to a lower
     version raises `DowngradeRefusedError` unless `allow_downgrade`: a registry replaying an
-    old index must not roll a model back."""
+    old index must not roll a model back. An installed release that stays although it is
+    yanked stays with a warning naming the reason (PEP 592: a yanked release is kept or
+    installed when asked for, never silently)."""
     actions: list[InstallAction] = []
     for spec in specs:
         current = installed.find_installed(state, spec.full_name or spec.name)
         if current is not None and not upgrade and installed.satisfies(current, spec):
-            actions.append(InstallAction(current.name, current.version, "unchanged"))
+            yank = yank_state(current.name, current.version)
+            advice = f"it stays installed ('ppatch upgrade {current.name}' moves off it)"
+            warnings = _yank_warning(current.name, current.version, yank, advice=advice)
+            actions.append(
+                InstallAction(
+                    current.name, current.version, "unchanged", warnings=warnings, yank=yank
+                )
+            )
             continue
         resolution = resolve(spec)
         action = _replacing(resolution.pin, current, warnings=resolution.warnings)
@@ -196,16 +246,28 @@ def lock_pin(entry: LockEntry, fingerprint: str) -> Pin:
 
 
 def plan_lockfile(
-    state: store.InstalledSet, entries: Sequence[LockEntry], fingerprint: str
+    state: store.InstalledSet,
+    entries: Sequence[LockEntry],
+    fingerprint: str,
+    yank_state: YankLookup = unknown_yanks,
 ) -> list[InstallAction]:
-    """`ppatch install -r LOCKFILE`: every entry whose exact file is not installed changes."""
+    """`ppatch install -r LOCKFILE`: every entry whose exact file is not installed changes.
+    A lockfile pins exact versions, so a yanked one is installed (or kept) with a warning."""
+    from dataclasses import replace
+
     actions: list[InstallAction] = []
     for entry in entries:
+        yank = yank_state(entry.name, entry.version)
+        warnings = _yank_warning(
+            entry.name, entry.version, yank, advice="installed as the lockfile pins it"
+        )
         current = state.find(entry.name)
         if current is not None and current.sha256 == entry.sha256:
-            actions.append(InstallAction(entry.name, entry.version, "unchanged"))
+            actions.append(
+                InstallAction(entry.name, entry.version, "unchanged", warnings=warnings, yank=yank)
+            )
             continue
-        pin = lock_pin(entry, fingerprint)
+        pin = replace(lock_pin(entry, fingerprint), yanked=yank.yanked, yanked_reason=yank.reason)
         actions.append(
             InstallAction(
                 entry.name,
@@ -213,6 +275,7 @@ def plan_lockfile(
                 classify(pin, current),
                 pin=pin,
                 previous=current.version if current else None,
+                warnings=warnings,
             )
         )
     return actions

@@ -19,7 +19,9 @@ Advance = Callable[[float], None]
 
 def progress_enabled() -> bool:
     """True when stderr is a terminal and the user did not turn bars off."""
-    if os.environ.get("PPATCH_NO_PROGRESS"):
+    from ppatch import verbosity
+
+    if os.environ.get("PPATCH_NO_PROGRESS") or verbosity.level() < 0:
         return False
     return sys.stderr.isatty()
 

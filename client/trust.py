@@ -14,7 +14,6 @@ for is refused.
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 from patchfmt.atomic import atomic_write_text
-from ppatch import constants
+from ppatch import constants, verbosity
 from ppatch.errors import NotFoundError, UsageError, VerificationError
 
 if TYPE_CHECKING:
@@ -89,6 +88,16 @@ class KeyChangedError(VerificationError):
         self.pinned = pinned
 
 
+def _registry_key(registry: str) -> str:
+    """One entry per registry however its URL is spelled (config.normalize_registry_url)."""
+    from ppatch.config import normalize_registry_url
+
+    try:
+        return normalize_registry_url(registry)
+    except UsageError:
+        return registry
+
+
 def _load_all() -> dict[str, Any]:
     path = constants.known_keys_file()
     try:
@@ -101,7 +110,7 @@ def _load_all() -> dict[str, Any]:
 
 def pinned_keys(registry: str, namespace: str) -> PemByKeyId | None:
     """The pinned keys (key id to PEM) of a namespace, or None before first use."""
-    entry = _load_all().get("registries", {}).get(registry, {}).get(namespace)
+    entry = _load_all().get("registries", {}).get(_registry_key(registry), {}).get(namespace)
     if not isinstance(entry, dict):
         return None
     return {str(key_id): str(pem) for key_id, pem in entry.items()}
@@ -109,7 +118,7 @@ def pinned_keys(registry: str, namespace: str) -> PemByKeyId | None:
 
 def revoked_keys(registry: str, namespace: str) -> set[str]:
     """The key ids of `namespace` this client has ever seen revoked."""
-    entry = _load_all().get("revoked", {}).get(registry, {}).get(namespace, [])
+    entry = _load_all().get("revoked", {}).get(_registry_key(registry), {}).get(namespace, [])
     return {str(item) for item in entry} if isinstance(entry, list) else set()
 
 
@@ -132,7 +141,8 @@ def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
         raise UsageError(f"namespace {namespace!r} on {registry} has no active key to pin")
 
     def change(data: dict[str, Any]) -> None:
-        data.setdefault("registries", {}).setdefault(registry, {})[namespace] = dict(keys)
+        pins = data.setdefault("registries", {}).setdefault(_registry_key(registry), {})
+        pins[namespace] = dict(keys)
 
     _update(change)
 
@@ -144,7 +154,7 @@ def remember_revoked(registry: str, namespace: str, key_ids: Iterable[str]) -> N
         return
 
     def change(data: dict[str, Any]) -> None:
-        known = data.setdefault("revoked", {}).setdefault(registry, {})
+        known = data.setdefault("revoked", {}).setdefault(_registry_key(registry), {})
         known[namespace] = sorted(set(known.get(namespace, [])) | new)
 
     _update(change)
@@ -246,10 +256,9 @@ def ensure_trusted(
     if pinned is None:
         pin_keys(registry, namespace, current)
         pinned = current
-        print(
+        verbosity.note(
             f"ppatch: pinned {len(pinned)} key(s) for namespace {namespace!r} on {registry}: "
-            f"{', '.join(sorted(pinned))}",
-            file=sys.stderr,
+            f"{', '.join(sorted(pinned))}"
         )
     if key_id not in pinned:
         raise KeyChangedError(registry, namespace, key_id, sorted(pinned))

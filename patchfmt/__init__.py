@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from patchfmt.fingerprint import (
         check_fingerprint,
         fingerprint_model,
+        model_config_file,
         model_weight_files,
         resolve_model_path,
     )
@@ -94,6 +95,7 @@ _EXPORTS: dict[str, str] = {
     "canonical_weights": "patchfmt.weights",
     "check_fingerprint": "patchfmt.fingerprint",
     "fingerprint_model": "patchfmt.fingerprint",
+    "model_config_file": "patchfmt.fingerprint",
     "generate_private_key": "patchfmt.signing",
     "inspect_weights": "patchfmt.weights",
     "is_fingerprint": "patchfmt.manifest",
@@ -151,6 +153,7 @@ __all__ = [
     "key_id",
     "load_private_key",
     "load_public_key",
+    "model_config_file",
     "model_weight_files",
     "pack_patch",
     "parse_version",

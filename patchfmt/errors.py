@@ -82,14 +82,24 @@ class UnsupportedFormatError(PatchFormatError, ValueError):
 class FingerprintMismatchError(PatchFormatError, ValueError):
     """The model's fingerprint is neither the manifest's nor one it lists as compatible."""
 
-    def __init__(self, expected: str, actual: str, *, compatible: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        expected: str,
+        actual: str,
+        *,
+        compatible: Sequence[str] = (),
+        base_model_id: str | None = None,
+    ) -> None:
         self.expected = expected
         self.actual = actual
         self.compatible = list(compatible)
+        self.base_model_id = base_model_id
         also = f" (or compatible {', '.join(self.compatible)})" if self.compatible else ""
+        # The id is what a person recognises; the hashes are what was compared.
+        named = f"{base_model_id!r} " if base_model_id else ""
         super().__init__(
-            f"the patch is built for base model {expected}{also} but the model's fingerprint "
-            f"is {actual}"
+            f"the patch is built for base model {named}{expected}{also} but the model's "
+            f"fingerprint is {actual}"
         )
 
 

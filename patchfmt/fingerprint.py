@@ -11,6 +11,7 @@ every weight file.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ __all__ = [
     "check_fingerprint",
     "default_cache_dir",
     "fingerprint_model",
+    "model_config_file",
     "model_weight_files",
     "read_tensor_locations",
     "resolve_model_path",
@@ -57,6 +59,9 @@ _ITEMSIZE = {
     "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
 _DTYPE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
+# A branch, tag or commit after `repo@` (what the Hugging Face cache's refs hold).
+_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
+_OTHER_CHECKPOINTS = frozenset({".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack"})
 
 Progress = Callable[[int], None]
 
@@ -76,8 +81,36 @@ class TensorLocation:
 # -- locating the model ----------------------------------------------------------------------
 
 
+def _looks_like_a_path(text: str) -> bool:
+    """A path a person typed, as opposed to a Hugging Face repo id (`org/name`, `name`)."""
+    if text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") >= 2:
+        return True
+    first, slash, _rest = text.partition("/")
+    return bool(slash) and Path(first).expanduser().is_dir()
+
+
+def _close_folders(path: Path) -> list[str]:
+    """Folders next to a missing `path` whose names are close to its name (a typo's fix)."""
+    parent = path.parent
+    try:
+        names = [entry.name for entry in parent.iterdir() if entry.is_dir()]
+    except OSError:
+        return []
+    close = difflib.get_close_matches(path.name, names, n=2, cutoff=0.75)
+    return [str(parent / name) if str(parent) != "." else name for name in close]
+
+
+def _split_revision(text: str) -> tuple[str, str | None]:
+    """`org/name@revision` (a branch, tag or commit) for a cache lookup; else no revision."""
+    repo, at, revision = text.partition("@")
+    if at and _REPO_ID.fullmatch(repo) and _REVISION.fullmatch(revision):
+        return repo, revision
+    return text, None
+
+
 def resolve_model_path(model: str | Path) -> Path:
-    """A local model directory, or the snapshot of a repo id in the local Hugging Face cache.
+    """A local model directory, or the snapshot of a repo id (`org/name` or
+    `org/name@revision`) in the local Hugging Face cache.
 
     Nothing is ever downloaded: the cache lookup runs with `local_files_only=True`.
     """
@@ -89,18 +122,28 @@ def resolve_model_path(model: str | Path) -> Path:
         raise ModelNotFoundError(
             text, f"model {text!r} is a file; expected a directory in Hugging Face layout"
         )
-    if _REPO_ID.fullmatch(text) and not text.startswith("."):
+    close = _close_folders(path)
+    hint = f"; did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
+    if _looks_like_a_path(text):
+        where = "" if path.parent.is_dir() else f" (nor does its folder {str(path.parent)!r})"
+        raise ModelNotFoundError(text, f"model folder {text!r} does not exist{where}{hint}")
+    repo_id, revision = _split_revision(text)
+    if _REPO_ID.fullmatch(repo_id):
         # Imported here: only this path needs huggingface_hub, and it is slow to import.
         from huggingface_hub import snapshot_download
 
         try:
-            return Path(snapshot_download(repo_id=text, local_files_only=True)).resolve()
+            snapshot = snapshot_download(repo_id=repo_id, revision=revision, local_files_only=True)
+            return Path(snapshot).resolve()
         except (OSError, ValueError):
             pass
+    at = f" at revision {revision!r}" if revision else ""
+    # A close local folder is the likelier fix than a download; say only one of the two.
+    fetch = f" (ppatch never downloads models; fetch it first, e.g. 'hf download {repo_id}')"
     raise ModelNotFoundError(
         text,
-        f"model {text!r} is neither a local directory nor a repo id in the local Hugging Face "
-        "cache (ppatch never downloads models; fetch it first, e.g. 'hf download')",
+        f"model {text!r} is neither a local directory nor a repo id{at} in the local Hugging "
+        f"Face cache{hint or fetch}",
     )
 
 
@@ -142,14 +185,39 @@ def model_weight_files(model_dir: Path) -> list[Path]:
         return [model_dir / name for name in names]
     files = sorted(p for p in model_dir.glob("*.safetensors") if p.is_file())
     if not files:
-        others = sorted(p.name for p in model_dir.iterdir() if p.suffix in (".bin", ".pt", ".pth"))
-        found = f" (found {', '.join(others)})" if others else ""
+        raise ModelNotFoundError(str(model_dir), _no_weights_message(model_dir))
+    return files
+
+
+def _no_weights_message(model_dir: Path) -> str:
+    """Why a folder is not a safetensors model: other checkpoint formats, or no weights at all."""
+    names = sorted(entry.name for entry in model_dir.iterdir())
+    others = [name for name in names if Path(name).suffix in _OTHER_CHECKPOINTS]
+    if others:
+        return (
+            f"no *.safetensors weights in {str(model_dir)!r} (found {', '.join(others)}); "
+            "ppatch fingerprints safetensors models only (convert the checkpoint to "
+            "safetensors first)"
+        )
+    if not names:
+        return f"model folder {str(model_dir)!r} is empty: it has no weights and no config.json"
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return (
+        f"model folder {str(model_dir)!r} has no weights, only {shown}; a model folder needs "
+        "its *.safetensors files (was the download interrupted or filtered?)"
+    )
+
+
+def model_config_file(model_dir: Path) -> Path:
+    """`config.json` of a model folder, which transformers needs to load it."""
+    config = model_dir / "config.json"
+    if not config.is_file():
         raise ModelNotFoundError(
             str(model_dir),
-            f"no *.safetensors weights in {str(model_dir)!r}{found}; ppatch fingerprints "
-            "safetensors models only (convert the checkpoint to safetensors first)",
+            f"model folder {str(model_dir)!r} has no config.json; a Hugging Face model folder "
+            "holds config.json next to its weights",
         )
-    return files
+    return config
 
 
 def _shard_tensors(path: Path) -> list[TensorLocation]:
@@ -407,4 +475,5 @@ def check_fingerprint(manifest: Manifest, fingerprint: str) -> None:
             manifest.base_model.fingerprint,
             fingerprint,
             compatible=manifest.base_model.compatible_fingerprints,
+            base_model_id=manifest.base_model.id,
         )

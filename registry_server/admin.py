@@ -24,6 +24,9 @@ __all__ = [
     "create_namespace",
     "create_token",
     "get_namespace",
+    "list_keys",
+    "list_namespaces",
+    "list_tokens",
     "record_audit",
     "revoke_key",
     "revoke_token",
@@ -203,3 +206,26 @@ def revoke_key(session: Session, namespace_name: str, key_id: str, actor: Actor)
         record_audit(session, actor, namespace.name, "key.revoke", key_id)
     session.flush()
     return key
+
+
+def list_namespaces(session: Session) -> list[Namespace]:
+    """Every namespace, by name."""
+    return list(session.scalars(select(Namespace).order_by(Namespace.name)))
+
+
+def list_tokens(session: Session, namespace_name: str | None = None) -> list[Token]:
+    """Tokens (never their secrets), oldest first; of one namespace when it is named."""
+    query = select(Token).join(Namespace, Token.namespace_id == Namespace.id)
+    if namespace_name is not None:
+        query = query.where(Namespace.id == get_namespace(session, namespace_name).id)
+    return list(session.scalars(query.order_by(Namespace.name, Token.created_at, Token.id)))
+
+
+def list_keys(session: Session, namespace_name: str | None = None) -> list[SigningKey]:
+    """Signing keys, revoked ones included, oldest first; of one namespace when it is named."""
+    query = select(SigningKey).join(Namespace, SigningKey.namespace_id == Namespace.id)
+    if namespace_name is not None:
+        query = query.where(Namespace.id == get_namespace(session, namespace_name).id)
+    return list(
+        session.scalars(query.order_by(Namespace.name, SigningKey.created_at, SigningKey.id))
+    )

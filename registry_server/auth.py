@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
+
+from patchfmt.tokens import TOKEN_PATTERN, TOKEN_PREFIX
 
 __all__ = [
     "TOKEN_PREFIX",
@@ -22,8 +23,7 @@ __all__ = [
     "secret_matches",
 ]
 
-TOKEN_PREFIX = "ppr_"
-_TOKEN = re.compile(r"ppr_(?P<id>[0-9a-f]{16})_(?P<secret>[A-Za-z0-9_-]{43})")
+_TOKEN = TOKEN_PATTERN
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ stderr and a non-zero exit code, never a traceback (set PPATCH_DEBUG=1 to see on
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import json
 import os
@@ -229,6 +230,78 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return _with_session(settings, act)
 
 
+def _when(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.replace(microsecond=0).isoformat()
+
+
+def _print_rows(rows: list[dict[str, Any]], key: str, as_json: bool, columns: list[str]) -> None:
+    """A table for people (one row a line, columns separated by two spaces) or JSON."""
+    if as_json:
+        print(json.dumps({key: rows}, indent=2, sort_keys=True))
+        return
+    if not rows:
+        print(f"no {key}", file=sys.stderr)
+    for row in rows:
+        print("  ".join("-" if row[column] is None else str(row[column]) for column in columns))
+
+
+def _query(settings: Settings, rows_of: Callable[[Session], list[dict[str, Any]]]) -> list[Any]:
+    """Read-only: rows built inside one session, which is then closed without a commit."""
+    engine = ready_engine(settings)
+    try:
+        with session_factory(engine)() as session:
+            return rows_of(session)
+    finally:
+        engine.dispose()
+
+
+def _namespace_list(args: argparse.Namespace, settings: Settings) -> int:
+    def rows_of(session: Session) -> list[dict[str, Any]]:
+        return [
+            {"name": ns.name, "created": _when(ns.created_at)}
+            for ns in admin.list_namespaces(session)
+        ]
+
+    _print_rows(_query(settings, rows_of), "namespaces", args.json, ["name", "created"])
+    return 0
+
+
+def _token_list(args: argparse.Namespace, settings: Settings) -> int:
+    def rows_of(session: Session) -> list[dict[str, Any]]:
+        return [
+            {
+                "token_id": token.id,
+                "namespace": token.namespace.name,
+                "scope": token.scope,
+                "description": token.description,
+                "created": _when(token.created_at),
+                "revoked": _when(token.revoked_at),
+            }
+            for token in admin.list_tokens(session, args.namespace)
+        ]
+
+    columns = ["token_id", "namespace", "scope", "created", "revoked", "description"]
+    _print_rows(_query(settings, rows_of), "tokens", args.json, columns)
+    return 0
+
+
+def _key_list(args: argparse.Namespace, settings: Settings) -> int:
+    def rows_of(session: Session) -> list[dict[str, Any]]:
+        return [
+            {
+                "key_id": key.key_id,
+                "namespace": key.namespace.name,
+                "created": _when(key.created_at),
+                "revoked": _when(key.revoked_at),
+            }
+            for key in admin.list_keys(session, args.namespace)
+        ]
+
+    columns = ["key_id", "namespace", "created", "revoked"]
+    _print_rows(_query(settings, rows_of), "keys", args.json, columns)
+    return 0
+
+
 def _read_key_file(path: Path) -> bytes:
     try:
         if path.stat().st_size > admin.MAX_KEY_PEM_BYTES:
@@ -287,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     create_ns = namespace.add_parser("create", help="create a namespace")
     create_ns.add_argument("namespace")
     create_ns.set_defaults(handler=_namespace_create)
+    list_ns = namespace.add_parser("list", help="list the namespaces")
+    list_ns.add_argument("--json", action="store_true", help="machine-readable output")
+    list_ns.set_defaults(handler=_namespace_list)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         metavar="ACTION", parser_class=_Parser, required=True
@@ -300,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_token.add_argument("namespace")
     revoke_token.add_argument("token_id")
     revoke_token.set_defaults(handler=_token_revoke)
+    list_tokens = token.add_parser("list", help="list tokens (ids and scopes, never secrets)")
+    list_tokens.add_argument("namespace", nargs="?", help="only this namespace's tokens")
+    list_tokens.add_argument("--json", action="store_true", help="machine-readable output")
+    list_tokens.set_defaults(handler=_token_list)
 
     key = commands.add_parser("key", help="signing keys").add_subparsers(
         metavar="ACTION", parser_class=_Parser, required=True
@@ -312,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("namespace")
     revoke_key.add_argument("key_id")
     revoke_key.set_defaults(handler=_key_revoke)
+    list_keys = key.add_parser("list", help="list signing keys, revoked ones included")
+    list_keys.add_argument("namespace", nargs="?", help="only this namespace's keys")
+    list_keys.add_argument("--json", action="store_true", help="machine-readable output")
+    list_keys.set_defaults(handler=_key_list)
 
     fsck = commands.add_parser("fsck", help="check that database rows and blobs agree")
     fsck.add_argument("--json", action="store_true", help="print a JSON report")

@@ -11,7 +11,16 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, func, select
 
 from registry_server import __version__, docs_page, pages
-from registry_server.api.routes import blobs, health, namespaces, packages, search, tuf, updates
+from registry_server.api.routes import (
+    blobs,
+    health,
+    namespaces,
+    packages,
+    search,
+    tokens,
+    tuf,
+    updates,
+)
 from registry_server.config import Settings
 from registry_server.context import Registry
 from registry_server.db import create_registry_engine, session_factory
@@ -79,6 +88,7 @@ def create_app(
         namespaces.router,
         search.router,
         updates.router,
+        tokens.router,
         blobs.router,
         tuf.router,
         health.router,

@@ -28,6 +28,7 @@ __all__ = [
     "SearchOut",
     "SearchResult",
     "TokenIn",
+    "TokenInfo",
     "TokenOut",
     "TokenRevoked",
     "UpdateResult",
@@ -183,6 +184,12 @@ class TokenOut(BaseModel):
     namespace: str
     scope: str
     token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokenInfo(BaseModel):
+    token_id: str
+    namespace: str
+    scope: str
 
 
 class TokenRevoked(BaseModel):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ppatch.errors import UsageError
+from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.train.config import STAGES, TrainConfig
 
 __all__ = ["register"]
@@ -262,7 +262,32 @@ def _register_miniature(subparsers: Any) -> None:
     )
     build.add_argument("--dir", required=True, type=Path, metavar="DIR")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument(
+        "--link",
+        type=Path,
+        metavar="FOLDER",
+        help="also make FOLDER/base-model, FOLDER/reference-model and FOLDER/prompts point at "
+        "the world (the names the guides use); existing links are replaced, nothing else",
+    )
     build.set_defaults(handler=_miniature_build)
+
+
+_LINK_NAMES = ("base-model", "reference-model", "prompts")
+
+
+def _link_targets(folder: Path) -> list[Path]:
+    """The three link paths under `folder`, checked before the (long) build: a real file or
+    folder of that name is never replaced."""
+    if not folder.is_dir():
+        raise NotFoundError(f"--link {str(folder)!r} is not an existing folder")
+    links = [folder / name for name in _LINK_NAMES]
+    taken = [str(link) for link in links if link.exists() and not link.is_symlink()]
+    if taken:
+        raise ConflictError(
+            f"--link would replace {', '.join(repr(t) for t in taken)}, which is not a link; "
+            "move it or link into another folder"
+        )
+    return links
 
 
 def _miniature_build(args: argparse.Namespace) -> int:
@@ -271,7 +296,13 @@ def _miniature_build(args: argparse.Namespace) -> int:
 
     if args.dir.exists() and not args.dir.is_dir():
         raise UsageError(f"--dir {str(args.dir)!r} exists and is not a folder")
+    links = _link_targets(args.link) if args.link is not None else []
     world = build_world(args.dir, WorldConfig(seed=args.seed))
+    targets = (world.base, world.reference, world.directory / "prompts")
+    for link, target in zip(links, targets, strict=False):
+        link.unlink(missing_ok=True)
+        link.symlink_to(target.resolve(), target_is_directory=True)
+        print(f"linked {link} -> {target.resolve()}")
     print(f"base model:      {world.base}")
     print(f"reference model: {world.reference}")
     for domain in DOMAINS:

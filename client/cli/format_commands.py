@@ -1,4 +1,5 @@
-"""Commands that make and check `.ppatch` files: keygen, pack, inspect, verify, fingerprint.
+"""Commands that make and check `.ppatch` files: keygen, pack, sign, inspect, verify,
+fingerprint.
 
 They work on local files only (no registry, no torch). Handlers raise typed errors; `main`
 turns them into one line and an exit code. Output files are written atomically, so a failed
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import patchfmt
-from ppatch import constants
 from ppatch.errors import ConflictError, NotFoundError
+from ppatch.fingerprints import model_fingerprint
 from ppatch.output_paths import check_parent_creatable
 from ppatch.progress import progress
 
@@ -50,6 +51,20 @@ def register(subparsers: Any) -> None:
     pack.add_argument("--key", type=Path, metavar="KEY", help="private key to sign with")
     pack.add_argument("-o", "--output", required=True, type=Path, metavar="FILE")
     pack.set_defaults(handler=run_pack)
+
+    sign = subparsers.add_parser(
+        "sign",
+        help="sign a .ppatch file (or replace its signature)",
+        description="Sign FILE's manifest with the private KEY, in place or into -o OUT. "
+        "The manifest and weights are kept byte for byte, so the file's content is unchanged; "
+        "only its signature entry is added or replaced. Registries accept only signed files.",
+    )
+    sign.add_argument("file", type=Path, metavar="FILE")
+    sign.add_argument("--key", required=True, type=Path, metavar="KEY", help="private key (PEM)")
+    sign.add_argument(
+        "-o", "--output", type=Path, metavar="OUT", help="write here instead of over FILE"
+    )
+    sign.set_defaults(handler=run_sign)
 
     inspect = subparsers.add_parser(
         "inspect", help="show a .ppatch file's manifest", description="Check and describe FILE."
@@ -144,9 +159,7 @@ def _fingerprint_with_bar(model: str) -> _Fingerprinted:
     files = patchfmt.model_weight_files(path)
     size = sum(file.stat().st_size for file in files)
     with progress("Fingerprinting", size, unit="bytes") as advance:
-        fingerprint = patchfmt.fingerprint_model(
-            path, cache_dir=constants.fingerprint_cache_dir(), progress=advance
-        )
+        fingerprint = model_fingerprint(path, progress=advance)
     return _Fingerprinted(path=path, files=files, size=size, fingerprint=fingerprint)
 
 
@@ -198,6 +211,29 @@ def run_pack(args: argparse.Namespace) -> int:
         f", signed by {patchfmt.key_id(private_key)}" if private_key is not None else ", unsigned"
     )
     print(f"wrote {args.output}: {manifest.name} {manifest.version}{signed}")
+    return 0
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    output: Path = args.output if args.output is not None else args.file
+    _check_output_folder(output, make_folders=True)
+    patch = patchfmt.read_patch(args.file)
+    pem = _read_input(args.key, "private key", MAX_KEY_BYTES)
+    private_key = patchfmt.load_private_key(pem, source=str(args.key))
+    signer = patchfmt.key_id(private_key)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    patchfmt.write_patch(output, patch.manifest, patch.weights, private_key)
+    before = patch.signature.key_id if patch.signature is not None else None
+    if before is None:
+        history = "was unsigned"
+    elif before == signer:
+        history = "was already signed by this key"
+    else:
+        history = f"replaces the signature by {before}"
+    print(
+        f"wrote {output}: {patch.manifest.name} {patch.manifest.version}, signed by {signer} "
+        f"({history})"
+    )
     return 0
 
 
@@ -271,8 +307,8 @@ def run_fingerprint(args: argparse.Namespace) -> int:
     result = _fingerprint_with_bar(args.model)
     if args.json:
         described = {
-            "model": args.model,
-            "path": str(result.path),
+            "model": str(result.path),
+            "model_input": args.model,
             "fingerprint": result.fingerprint,
             "files": [file.name for file in result.files],
             "size": result.size,

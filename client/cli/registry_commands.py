@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patchfmt.atomic import atomic_write_text
-from ppatch import config, install, install_plan, installed, lockfile, store
+from ppatch import config, install, install_plan, installed, lockfile, store, verbosity
 from ppatch.errors import (
     ExitCode,
     NotFoundError,
@@ -26,7 +26,7 @@ from ppatch.errors import (
     UsageError,
     VerificationError,
 )
-from ppatch.install_plan import InstallAction
+from ppatch.install_plan import InstallAction, YankLookup, YankState
 from ppatch.terminal_text import printable
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ def _client(registry: str | None, *, with_token: bool = False) -> Iterator[Regis
         raise PermissionDeniedError(
             f"no token for {url}: run 'ppatch login --registry {url}' or set PPATCH_TOKEN"
         )
+    verbosity.detail(f"registry {url}" + (" (with a token)" if token else ""))
     with RegistryClient(url, token=token) as client:
         yield client
 
@@ -83,15 +84,24 @@ def _split_name(text: str) -> tuple[str, str]:
 # -- search and info -----------------------------------------------------------------------
 
 
+def _full_name(document: dict[str, Any]) -> dict[str, Any]:
+    """The registry's `namespace` + `name` as the CLI's one spelling of a package name,
+    `name: "ns/name"` (docs/cli.md, "JSON vocabulary"); `namespace` stays for filtering."""
+    namespace, name = document.get("namespace"), document.get("name")
+    if namespace and name and "/" not in str(name):
+        return {**document, "name": f"{namespace}/{name}"}
+    return document
+
+
 def _search(args: argparse.Namespace) -> int:
     fingerprint = install.model_target(args.model).fingerprint if args.model else None
     with _client(args.registry) as client:
         results = client.search(args.query, domain=args.domain, fingerprint=fingerprint)
     if args.json:
-        _print_json({"results": results})
+        _print_json({"packages": [_full_name(item) for item in results]})
         return int(ExitCode.OK)
     if not results:
-        print("no packages found", file=sys.stderr)
+        verbosity.note("no packages found")
     for item in results:
         latest = item.get("latest_version") or "-"
         print(
@@ -108,7 +118,7 @@ def _info(args: argparse.Namespace) -> int:
     with _client(args.registry) as client:
         index = client.get_index(namespace, name)
     if args.json:
-        _print_json(index)
+        _print_json(_full_name(index))
         return int(ExitCode.OK)
     print(printable(f"{index.get('namespace')}/{index.get('name')}  [{index.get('domain')}]"))
     if index.get("summary"):
@@ -129,9 +139,22 @@ def _info(args: argparse.Namespace) -> int:
 # -- install, upgrade, remove --------------------------------------------------------------
 
 
-def _report(actions: list[InstallAction], *, dry_run: bool, as_json: bool) -> None:
+def _report(
+    target: install.ModelTarget,
+    actions: list[InstallAction],
+    *,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     if as_json:
-        _print_json({"dry_run": dry_run, "packages": [action.as_json() for action in actions]})
+        _print_json(
+            {
+                "dry_run": dry_run,
+                "model": str(target.path),
+                "fingerprint": target.fingerprint,
+                "packages": [action.as_json() for action in actions],
+            }
+        )
         return
     for action in actions:
         if action.action == "unchanged":
@@ -153,7 +176,7 @@ def _report(actions: list[InstallAction], *, dry_run: bool, as_json: bool) -> No
 def _warn(actions: list[InstallAction]) -> None:
     for action in actions:
         for message in action.warnings:
-            print(f"ppatch: warning: {printable(message)}", file=sys.stderr)
+            verbosity.warn(printable(message))
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -164,6 +187,7 @@ def _install(args: argparse.Namespace) -> int:
     if args.requirements:
         return _install_lockfile(args)
     specs = [install.parse_spec(text) for text in args.specs]  # every spec checked up front
+    _refuse_duplicates([f"{s.namespace}/{s.name}" if s.namespace else s.name for s in specs])
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     with _client(args.registry) as client:
@@ -176,12 +200,27 @@ def _install(args: argparse.Namespace) -> int:
             ),
             upgrade=args.upgrade,
             allow_downgrade=args.allow_downgrade,
+            yank_state=lambda name, version: _yank_state(client, name, version, signed),
         )
+        # `harm` and `acme/harm` are one package only once resolved: checked before any download.
+        _refuse_duplicates([action.name for action in actions])
         _warn(actions)
         if not args.dry_run:
             install.carry_out(client, target, actions, client.base_url, signed)
-    _report(actions, dry_run=args.dry_run, as_json=args.json)
+    _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
+
+
+def _refuse_duplicates(names: list[str]) -> None:
+    """One package twice in one command (`a@1.2.1 a@1.2.0`) has no meaning: which one wins
+    would depend on the order, so it is a usage error before anything is resolved."""
+    from collections import Counter
+
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise UsageError(
+            f"{', '.join(repeated)} given more than once: name each package once per command"
+        )
 
 
 def _install_lockfile(args: argparse.Namespace) -> int:
@@ -194,16 +233,60 @@ def _install_lockfile(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read lockfile {str(source)!r}: {error}") from error
     locked = lockfile.loads(text, str(source))
     target = install.model_target(args.model)
-    actions = install.install_locked(
-        target, locked, source=str(source), registry=args.registry, dry_run=args.dry_run
-    )
-    _report(actions, dry_run=args.dry_run, as_json=args.json)
+    with _lock_registries(locked, args.registry) as yank_state:
+        actions = install.install_locked(
+            target,
+            locked,
+            source=str(source),
+            registry=args.registry,
+            dry_run=args.dry_run,
+            yank_state=yank_state,
+        )
+    _warn(actions)
+    _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
+
+
+@contextmanager
+def _lock_registries(locked: lockfile.Lockfile, registry: str | None) -> Iterator[YankLookup]:
+    """A yank lookup for a lockfile's entries, each asked of its own registry (or
+    `--registry`), one client per registry, closed afterwards."""
+    from ppatch.registry.client import RegistryClient
+
+    registry_of = {
+        entry.name: config.resolve_registry(registry or entry.registry)
+        for entry in locked.entries
+        if registry or entry.registry
+    }
+    clients: dict[str, RegistryClient] = {}
+    signed: dict[str, Any] = {}
+
+    def lookup(name: str, version: str) -> YankState:
+        from ppatch.errors import NetworkError
+
+        url = registry_of.get(name)
+        if url is None:
+            return YankState(known=False)
+        if url not in clients:
+            clients[url] = RegistryClient(url)
+            try:
+                signed[url] = _signed_index(clients[url].base_url)
+            except NetworkError:  # offline or unreachable: the yank state is then unknown
+                signed[url] = None
+        return _yank_state(clients[url], name, version, signed[url])
+
+    try:
+        yield lookup
+    finally:
+        for client in clients.values():
+            client.close()
 
 
 def _upgrade(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
+    if not state.patches:
+        verbosity.note(f"no patches installed on {target.path}; nothing to upgrade")
     chosen = (
         [installed.find_installed(state, name) for name in args.names]
         if args.names
@@ -212,17 +295,74 @@ def _upgrade(args: argparse.Namespace) -> int:
     missing = [name for name, patch in zip(args.names, chosen, strict=False) if patch is None]
     if missing:
         raise NotFoundError(f"not installed on this model: {', '.join(missing)}")
-    with _client(args.registry) as client:
-        signed = _signed_index(client.base_url)
-        actions = install_plan.plan_upgrade(
-            [patch for patch in chosen if patch is not None],
-            lambda spec: install.resolve_spec(client, spec, target.fingerprint, signed=signed),
-            lambda patch: install.is_yanked(client, patch, signed),
-        )
+    from contextlib import ExitStack
+
+    from ppatch.registry.client import RegistryClient
+
+    # The rule `outdated` follows too (docs/cli.md): each installed patch is checked against
+    # the registry it was installed from, unless --registry names one for all of them.
+    by_registry: dict[str, list[store.InstalledPatch]] = {}
+    for patch in chosen:
+        assert patch is not None
+        url = config.resolve_registry(args.registry or patch.registry)
+        by_registry.setdefault(url, []).append(patch)
+    planned: dict[str, tuple[InstallAction, RegistryClient, Any]] = {}
+    with ExitStack() as stack:
+        for url, patches in by_registry.items():
+            verbosity.detail(f"registry {url}")
+            client = stack.enter_context(RegistryClient(url))
+            signed = _signed_index(client.base_url)
+            for action in _plan_upgrade(client, target, patches, signed):
+                planned[action.name] = (action, client, signed)
+        actions = [planned[patch.name][0] for patch in chosen if patch is not None]
         if not args.dry_run:
-            install.carry_out(client, target, actions, client.base_url, signed)
-    _report(actions, dry_run=args.dry_run, as_json=args.json)
+            # Every download verified first, from its own registry; one record at the end.
+            for action, client, signed in planned.values():
+                if action.changes:
+                    assert action.pin is not None
+                    install.fetch_verified(client, action.pin, target.fingerprint, signed)
+            entries = [
+                action.installed_entry(client.base_url)
+                for action, client, _signed in planned.values()
+                if action.changes
+            ]
+            if entries:
+                install.record(target, entries)
+    _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
+
+
+def _plan_upgrade(
+    client: RegistryClient,
+    target: install.ModelTarget,
+    patches: list[store.InstalledPatch],
+    signed: Any = None,
+) -> list[InstallAction]:
+    """The upgrade plan of `patches`, all from the registry `client` talks to (checked
+    against its `signed` index when it signs one)."""
+    return install_plan.plan_upgrade(
+        patches,
+        lambda spec: install.resolve_spec(client, spec, target.fingerprint, signed=signed),
+        lambda patch: install.is_yanked(client, patch, signed),
+    )
+
+
+def _yank_state(
+    client: RegistryClient, full_name: str, version: str, signed: Any = None
+) -> YankState:
+    """What the registry's index (its `signed` one when given) says of one release; unknown
+    when the registry cannot be asked (offline with no cached index, unreachable, package
+    gone)."""
+    from ppatch.errors import PpatchError
+
+    namespace, name = full_name.split("/", 1)
+    try:
+        release = _release_state(client, namespace, name, version, signed)
+    except PpatchError:
+        return YankState(known=False)
+    if release is None:
+        return YankState(known=False)
+    return YankState(yanked=bool(release.get("yanked")), reason=release.get("yanked_reason"))
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -249,7 +389,7 @@ def _list(args: argparse.Namespace) -> int:
             {
                 "model": str(target.path),
                 "fingerprint": target.fingerprint,
-                "patches": [
+                "packages": [
                     {
                         "name": patch.name,
                         "version": patch.version,
@@ -263,7 +403,7 @@ def _list(args: argparse.Namespace) -> int:
         )
         return int(ExitCode.OK)
     if not state.patches:
-        print(f"no patches installed on {target.path}", file=sys.stderr)
+        verbosity.note(f"no patches installed on {target.path}")
     for patch in state.patches:
         print(f"{patch.name} {patch.version}")
     return int(ExitCode.OK)
@@ -329,6 +469,8 @@ def _unsigned_answers(
 def _outdated(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
+    if not state.patches:
+        verbosity.note(f"no patches installed on {target.path}; nothing to check")
     by_registry: dict[str, list[store.InstalledPatch]] = {}
     for patch in state.patches:
         registry = config.resolve_registry(args.registry or patch.registry)
@@ -401,18 +543,50 @@ def _publish(args: argparse.Namespace) -> int:
 
         raise SignatureError(
             f"{str(path)!r} is not signed; registries accept only signed patches "
-            "(pack it with 'ppatch pack --key KEY')"
+            "(sign it with 'ppatch sign FILE --key KEY')"
         )
     namespace, name = patch.manifest.name.split("/", 1)
     with _client(args.registry, with_token=True) as client:
         answer = client.publish(namespace, name, path.name, data)
+        registry = client.base_url
+    created = bool(answer.get("created", True))
+    if args.json:
+        _print_json(
+            {
+                "name": answer.get("name"),
+                "version": answer.get("version"),
+                "fingerprint": answer.get("fingerprint"),
+                "sha256": answer.get("sha256"),
+                "size": answer.get("size"),
+                "url": answer.get("url"),
+                "registry": registry,
+                "created": created,
+            }
+        )
+        return int(ExitCode.OK)
+    what = "published" if created else "already published (identical bytes; nothing changed):"
     print(
         printable(
-            f"published {answer.get('name')} {answer.get('version')} "
+            f"{what} {answer.get('name')} {answer.get('version')} "
             f"for {answer.get('fingerprint')} (sha256 {answer.get('sha256')})"
         )
     )
     return int(ExitCode.OK)
+
+
+def _release_state(
+    client: RegistryClient, namespace: str, name: str, version: str, signed: Any = None
+) -> dict[str, Any] | None:
+    """The index's entry for one release (the `signed` index's when given), or None when the
+    registry does not list it."""
+    from patchfmt import parse_version
+
+    wanted = parse_version(version)
+    index = signed.package_index(namespace, name) if signed else client.get_index(namespace, name)
+    for release in index.get("releases", []):
+        if parse_version(str(release.get("version"))) == wanted:
+            return dict(release)
+    return None
 
 
 def _yank(args: argparse.Namespace, *, yanked: bool) -> int:
@@ -420,24 +594,73 @@ def _yank(args: argparse.Namespace, *, yanked: bool) -> int:
     if yanked and not args.reason.strip():
         raise UsageError("--reason must not be empty: say why users should move off this release")
     with _client(args.registry, with_token=True) as client:
-        client.set_yanked(
-            namespace, name, version, yanked=yanked, reason=args.reason if yanked else None
+        before = _release_state(client, namespace, name, version)
+        was_yanked = bool(before and before.get("yanked"))
+        if before is not None and not yanked and not was_yanked:
+            # Unyanking what was never yanked: nothing to do, and saying "unyanked" would
+            # suggest it had been withdrawn.
+            changed = False
+            answer: dict[str, Any] = {"name": f"{namespace}/{name}", "version": version}
+        else:
+            answer = client.set_yanked(
+                namespace, name, version, yanked=yanked, reason=args.reason if yanked else None
+            )
+            changed = was_yanked != yanked or (
+                yanked and before is not None and before.get("yanked_reason") != args.reason
+            )
+    full, exact = str(answer.get("name")), str(answer.get("version"))
+    if args.json:
+        _print_json(
+            {
+                "name": full,
+                "version": exact,
+                "yanked": yanked,
+                "yanked_reason": args.reason if yanked else None,
+                "changed": changed,
+            }
         )
-    print(f"{'yanked' if yanked else 'unyanked'} {namespace}/{name} {version}")
+        return int(ExitCode.OK)
+    if not yanked and not changed:
+        print(f"{full} {exact} was not yanked; nothing changed")
+    elif yanked and was_yanked:
+        print(f"{full} {exact} was already yanked; reason now: {args.reason}")
+    else:
+        print(f"{'yanked' if yanked else 'unyanked'} {full} {exact}")
     return int(ExitCode.OK)
 
 
 def _login(args: argparse.Namespace) -> int:
+    from patchfmt.tokens import looks_like_token
+
     url = config.resolve_registry(args.registry)
     token = args.token
     if token is None:
         token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()
-    config.save_token(url, token.strip())
+    token = token.strip()
+    if not looks_like_token(token):
+        shown = token if len(token) <= 12 else token[:8] + "..."
+        raise UsageError(
+            f"{shown!r} is not a registry token: tokens look like 'ppr_<16 hex>_<43 characters>', "
+            "as printed by 'ppatch-registry token create'"
+        )
+    identity = None
+    if args.check:
+        from ppatch.registry.client import RegistryClient
+
+        with RegistryClient(url, token=token) as client:
+            identity = client.token_info()
+    config.save_token(url, token)
     settings = config.load_config()
     if settings.default_registry is None:
         settings.default_registry = url
         config.save_config(settings)
-    print(f"token saved for {url}")
+    if identity is not None:
+        print(
+            f"token saved for {url} (checked: namespace {identity.get('namespace')!r}, "
+            f"scope {identity.get('scope')!r})"
+        )
+    else:
+        print(f"token saved for {url} (not checked; 'ppatch login --check' asks the registry)")
     return int(ExitCode.OK)
 
 
@@ -583,21 +806,29 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("publish", help="upload a signed .ppatch file")
     parser.add_argument("file", metavar="FILE")
     _registry_option(parser)
+    _json_option(parser)
     parser.set_defaults(handler=_publish)
 
     parser = subparsers.add_parser("yank", help="mark a release as withdrawn")
     parser.add_argument("release", metavar="NS/NAME@VERSION")
     parser.add_argument("--reason", required=True, help="why users should move off it")
     _registry_option(parser)
+    _json_option(parser)
     parser.set_defaults(handler=lambda args: _yank(args, yanked=True))
 
     parser = subparsers.add_parser("unyank", help="undo a yank")
     parser.add_argument("release", metavar="NS/NAME@VERSION")
     _registry_option(parser)
+    _json_option(parser)
     parser.set_defaults(handler=lambda args: _yank(args, yanked=False))
 
     parser = subparsers.add_parser("login", help="store a token for a registry")
     parser.add_argument("--token", help="the token (default: read from the terminal or stdin)")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="ask the registry whether the token is valid before saving it",
+    )
     _registry_option(parser)
     parser.set_defaults(handler=_login)
 

@@ -100,11 +100,12 @@ def _load_patches(model: LoadedModel, patches: Sequence[str]) -> torch.Tensor | 
     """The patches' embeddings, concatenated in order, after checking each fits the model."""
     import torch
 
-    from patchfmt import check_fingerprint, fingerprint_model, read_patch
+    from patchfmt import check_fingerprint, read_patch
+    from ppatch.fingerprints import model_fingerprint
 
     if not patches:
         return None
-    fingerprint = fingerprint_model(model.path)
+    fingerprint = model_fingerprint(model.path)
     rows = []
     for patch in patches:
         path = Path(patch)

@@ -222,13 +222,21 @@ class RegistryClient:
         return update_results(self._json(response))
 
     def publish(self, namespace: str, name: str, filename: str, data: bytes) -> JsonObject:
-        """Upload a `.ppatch`; the server checks that its manifest names `namespace/name`."""
+        """Upload a `.ppatch`; the server checks that its manifest names `namespace/name`.
+
+        The answer gains `created`: False when the registry already had these exact bytes
+        (it answers 200 instead of 201 and changes nothing)."""
         self._refuse_offline("publishing")
         files = {"file": (filename, data, "application/octet-stream")}
         response = self._send(
             "POST", f"/api/v1/packages/{namespace}/{name}/releases", idempotent=False, files=files
         )
-        return self._json(response)
+        return {**self._json(response), "created": response.status_code == 201}
+
+    def token_info(self) -> JsonObject:
+        """The namespace and scope of this client's token (`GET /api/v1/token`)."""
+        self._refuse_offline("checking the token")
+        return self._json(self._send("GET", "/api/v1/token", idempotent=True))
 
     def set_yanked(
         self, namespace: str, name: str, version: str, *, yanked: bool, reason: str | None = None

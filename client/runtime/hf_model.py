@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from patchfmt import model_config_file
 from ppatch.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ def load_pretrained(
     """
     torch_device = parse_device(device)
     torch_dtype = parse_dtype(dtype)
+    # Before transformers, whose error for a missing config.json is about "model_type".
+    model_config_file(path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_transformers()

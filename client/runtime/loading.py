@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from patchfmt import (
     PatchFile,
     check_fingerprint,
-    fingerprint_model,
     read_patch,
     resolve_model_path,
 )
 from ppatch.errors import NotFoundError, UsageError
+from ppatch.fingerprints import model_fingerprint
 from ppatch.installed import installed_file
 from ppatch.runtime.hf_model import load_pretrained, parse_device, parse_dtype
 from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
@@ -60,7 +60,7 @@ def load_model(
     torch_dtype = parse_dtype(dtype)
     torch_device = parse_device(device)
     path = resolve_model_path(os.fspath(model))
-    fingerprint = fingerprint_model(path)
+    fingerprint = model_fingerprint(path)
     applied = resolve_patches(patches, fingerprint)
     loaded = load_pretrained(path, device=torch_device, dtype=torch_dtype, label=os.fspath(model))
     return PatchedModel(loaded.model, applied, tokenizer=loaded.tokenizer)
@@ -158,4 +158,4 @@ def _fingerprint_of_loaded(model: Any) -> str:
             "cannot tell which model this is (it has no name_or_path): pass fingerprint= "
             "(see 'ppatch fingerprint MODEL') or load it with ppatch.load_model"
         )
-    return fingerprint_model(resolve_model_path(origin))
+    return model_fingerprint(resolve_model_path(origin))

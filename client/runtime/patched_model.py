@@ -13,12 +13,15 @@ caller's input ids followed by the new tokens, exactly as the bare model's `gene
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from ppatch.errors import UsageError
 from ppatch.runtime.attention import grouped_attention_for, uses_sdpa
+from ppatch.runtime.compat import cache_keyword, without_cache
 from ppatch.runtime.prefix import PrefixKV, PrefixStore, default_prefix_store, embedding_width
+from ppatch.runtime.support import Architecture, architecture_of
 
 if TYPE_CHECKING:
     import numpy
@@ -72,7 +75,9 @@ class PatchedModel:
     """A Hugging Face causal LM and its tokenizer, run with `patches` in front of every input.
 
     `patches` apply in the order given (their embeddings are concatenated in that order). With no
-    patches every call goes straight to the bare model.
+    patches every call goes straight to the bare model. With patches, a model whose architecture
+    or attention implementation ppatch has not verified is refused here
+    (`ppatch.runtime.support.UnsupportedModelError`).
     """
 
     def __init__(
@@ -83,6 +88,8 @@ class PatchedModel:
         tokenizer: Any = None,
         prefix_store: PrefixStore | None = None,
     ) -> None:
+        if patches:
+            architecture_of(model)
         hidden = embedding_width(model)
         for patch in patches:
             if int(patch.embeddings.shape[1]) != hidden:
@@ -162,30 +169,31 @@ class PatchedModel:
             use_cache = bool(getattr(self.model.config, "use_cache", True))
         import torch
 
+        architecture = architecture_of(self.model)
         prefix = self.prefix()
         batch_size, length = _batch_shape(input_ids, inputs_embeds)
         virtual = prefix.num_virtual_tokens
         mask = _full_attention_mask(attention_mask, batch_size, length, virtual, self.model.device)
-        if _takes_a_prepared_mask(self.model.config):
+        if architecture.prepared_mask and _takes_a_prepared_mask(self.model.config):
             mask = _additive_sdpa_mask(mask, length, virtual, self.model.dtype)
         if position_ids is not None:
             position_ids = position_ids + virtual
-        with grouped_attention_for(self.model):
+        cache = prefix.cache_for_batch(
+            batch_size, self.model.config, "exact" if use_cache else "transient"
+        )
+        with _attention_for(self.model, architecture):
             output = self.model(
                 input_ids=input_ids,
                 inputs_embeds=inputs_embeds,
                 attention_mask=mask,
                 position_ids=position_ids,
-                cache=prefix.cache_for_batch(
-                    batch_size, self.model.config, "exact" if use_cache else "transient"
-                ),
                 use_cache=True,
+                **{cache_keyword(self.model): cache},
                 **kwargs,
             )
         if not use_cache:
-            # As the bare model's output without a cache: the field absent, not None. A
-            # ModelOutput cannot drop a key, so it is rebuilt.
-            output = type(output)(**{key: value for key, value in output.items() if key != "cache"})
+            # As the bare model's output without a cache: the field absent, not None.
+            output = without_cache(output)
         if labels is not None:
             # Logits at position i predict token i+1; the first label is predicted by the last
             # virtual token, whose logits the prefix kept.
@@ -227,6 +235,7 @@ class PatchedModel:
             )
         import torch
 
+        architecture = architecture_of(self.model)
         input_ids: torch.Tensor | None = kwargs.pop("input_ids", None)
         if inputs is not None:
             if input_ids is not None:
@@ -261,8 +270,9 @@ class PatchedModel:
         self._use_the_prefix_cache(kwargs)
         rows = batch_size * self._rows_per_input(kwargs)
         cache = prefix.cache_for_batch(rows, self.model.config, "growing")
-        with grouped_attention_for(self.model):
-            return cast(Any, self.model).generate(input_ids=input_ids, cache=cache, **kwargs)
+        with _attention_for(self.model, architecture):
+            kwargs[cache_keyword(self.model)] = cache
+            return cast(Any, self.model).generate(input_ids=input_ids, **kwargs)
 
     def complete(
         self,
@@ -334,9 +344,15 @@ class PatchedModel:
         return max(int(beams), int(returned or 1))
 
 
+def _attention_for(model: Any, architecture: Architecture) -> AbstractContextManager[None]:
+    """The grouped-SDPA switch where the architecture matrix proves it right, else nothing."""
+    return grouped_attention_for(model) if architecture.grouped_sdpa else nullcontext()
+
+
 def _refuse_cache_arguments(kwargs: dict[str, Any], where: str) -> None:
+    """Refuse a cache of the caller's; drop `None` ones, since the call gets ppatch's own."""
     for name in _CACHE_ARGUMENTS:
-        if kwargs.get(name) is not None:
+        if kwargs.pop(name, None) is not None:
             raise UsageError(
                 f"{where} with patches does not accept {name}=: the cache starts with the "
                 "patches' virtual tokens and is built for each call"

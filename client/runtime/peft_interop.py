@@ -24,7 +24,6 @@ from patchfmt import (
     Manifest,
     PatchFile,
     build_manifest,
-    fingerprint_model,
     load_private_key,
     read_patch,
     resolve_model_path,
@@ -33,6 +32,7 @@ from patchfmt import (
 from patchfmt.errors import InvalidWeightsError
 from patchfmt.weights import canonical_weights, inspect_weights
 from ppatch.errors import ConflictError, ExitCode, NotFoundError, PpatchError, UsageError
+from ppatch.fingerprints import model_fingerprint
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -170,7 +170,7 @@ def import_peft(
         )
     model_path = resolve_model_path(model_reference)
     _check_hidden_size(model_path, adapter)
-    fingerprint = fingerprint_model(model_path)
+    fingerprint = model_fingerprint(model_path)
     base_model: dict[str, Any] = {
         "id": adapter.base_model or model_reference,
         "fingerprint": fingerprint,

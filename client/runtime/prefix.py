@@ -13,16 +13,16 @@ layer does with the first keys it gets depends on the call (`CacheLayout`):
   `update` copies the prefix and the prompt's keys into buffers of their own with room to spare,
   and later tokens are written into that room, where `DynamicLayer` concatenates (copying the
   whole cache, prefix included) on every decoding step.
-- "exact" (a forward pass that returns its cache): `DynamicLayer` as it is, which concatenates
+- "exact" (a forward pass that returns its cache): `DynamicLayer`'s update, which concatenates
   once, into a tensor of exactly the size needed. Spare room nobody will use would only be more
   memory held until the caller drops the output, and more page faults per forward pass
   (benchmarks/apply.py; the figures are in docs/apply.md).
 - "transient" (a forward pass with `use_cache=False`): the layer hands attention the prefix and
   the new keys and keeps nothing, so each layer's keys are freed as soon as it is done with them.
 
-The stored tensors are never written. Layer kinds that keep their own bookkeeping (sliding
-windows, ...) are filled through their `update` whatever the layout, which copies, but stays
-correct.
+The stored tensors are never written. Sliding-window layers are replaced by full ones
+(`full_attention_cache`): the window is the mask's business, and a prefix at least a window long
+would otherwise lose keys and shift positions.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from ppatch.runtime.compat import cache_keyword, output_cache
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +46,7 @@ __all__ = [
     "compute_prefix",
     "default_prefix_store",
     "embedding_width",
+    "full_attention_cache",
 ]
 
 
@@ -72,36 +75,25 @@ class PrefixKV:
         The returned cache is the caller's to grow; the stored tensors stay untouched.
         `layout` says how plain layers hold what follows the prefix (module docstring).
         """
-        from transformers import DynamicCache
-        from transformers.cache_utils import CacheLayerMixin, DynamicLayer
-
-        # "exact" keeps `DynamicLayer`, which concatenates once per update.
-        defines = {"growing": _define_growing_layer, "transient": _define_transient_layer}
-        define = defines.get(layout)
-        layer_class = None if define is None else _layer_class(define)
-        cache = DynamicCache(config=config)
+        defines = {
+            "growing": _define_growing_layer,
+            "exact": _define_exact_layer,
+            "transient": _define_transient_layer,
+        }
+        layer_class = _layer_class(defines[layout])
+        cache = full_attention_cache(config)
         if len(cache.layers) != len(self.layers):
             raise ValueError(
                 f"the model's cache has {len(cache.layers)} layers but the prefix has "
                 f"{len(self.layers)}: the prefix was computed for another model"
             )
-        pairs = zip(cache.layers, self.layers, strict=True)
-        for index, (layer, (keys, values)) in enumerate(pairs):
+        for index, (keys, values) in enumerate(self.layers):
             wide_keys = keys.expand(batch_size, -1, -1, -1)
             wide_values = values.expand(batch_size, -1, -1, -1)
-            if type(layer) is DynamicLayer:
-                if layer_class is not None:
-                    layer = cache.layers[index] = layer_class()
-                layer.lazy_initialization(wide_keys, wide_values)
-                layer.keys = wide_keys
-                layer.values = wide_values
-            elif isinstance(layer, CacheLayerMixin):
-                layer.update(wide_keys, wide_values)
-            else:
-                raise ValueError(
-                    f"the model's cache layer {type(layer).__name__} keeps no keys and values, "
-                    "so a prompt-tuning prefix cannot be cached for it"
-                )
+            layer = cache.layers[index] = layer_class()
+            layer.lazy_initialization(wide_keys, wide_values)
+            layer.keys = wide_keys
+            layer.values = wide_values
         return cache
 
 
@@ -118,6 +110,29 @@ def _layer_class(define: Callable[[], type]) -> type:
     if layer_class is None:
         layer_class = _DEFINED_LAYERS[define] = define()
     return layer_class
+
+
+def _define_exact_layer() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class ExactLayer(DynamicLayer):  # type: ignore[no-untyped-call]
+        """`DynamicLayer`, which concatenates once per update, with a reset that never writes."""
+
+        def reset(self) -> None:
+            _drop_tensors(self)
+
+    return ExactLayer
+
+
+def _drop_tensors(layer: Any) -> None:
+    """Empty `layer` by dropping its tensors, never by zeroing them.
+
+    Until its first update a layer's tensors are views of the shared prefix; transformers before
+    5.24 resets a `DynamicLayer` by zeroing its tensors in place, which would write into the
+    prefix every request starts from.
+    """
+    layer.keys = layer.values = None
+    layer.is_initialized = False
 
 
 def _define_growing_layer() -> type:
@@ -159,6 +174,10 @@ def _define_growing_layer() -> type:
             self.keys = self._key_buffer[:, :, :length]
             self.values = self._value_buffer[:, :, :length]
             return self.keys, self.values
+
+        def reset(self) -> None:
+            _drop_tensors(self)
+            self._key_buffer = self._value_buffer = None
 
         def _buffers_hold_the_cache(self, length: int) -> bool:
             """Whether `keys`/`values` still view the buffers and `length` tokens fit."""
@@ -227,7 +246,6 @@ def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV
     concatenation `cat([embeddings, embed(input_ids)])`.
     """
     import torch
-    from transformers import DynamicCache
 
     if embeddings.ndim != 2 or embeddings.shape[0] == 0:
         raise ValueError(
@@ -243,14 +261,14 @@ def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV
     # that call and may later meet autograd-enabled code.
     with torch.inference_mode(False), torch.no_grad():
         embeddings = embeddings.clone()
-        cache = DynamicCache(config=model.config)
+        cache = full_attention_cache(model.config)
         output = model(
             inputs_embeds=embeddings.unsqueeze(0),
-            cache=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{cache_keyword(model): cache},
         )
-    layers = tuple((layer.keys, layer.values) for layer in output.cache.layers)
+    layers = tuple((layer.keys, layer.values) for layer in output_cache(output).layers)
     for keys, values in layers:
         # Nobody may write through these: they back every request's cache.
         keys.requires_grad_(False)
@@ -260,6 +278,30 @@ def compute_prefix(model: PreTrainedModel, embeddings: torch.Tensor) -> PrefixKV
         num_virtual_tokens=int(embeddings.shape[0]),
         next_token_logits=output.logits[:, -1, :].detach(),
     )
+
+
+def full_attention_cache(config: Any) -> DynamicCache:
+    """A `DynamicCache` for `config` whose layers all keep every key, sliding-window ones included.
+
+    A sliding-window layer keeps only its last `window - 1` keys and counts its length from what
+    it was given; a prefix at least a window long would lose keys that later queries' windows
+    still reach during the prompt, and shift the positions the mask is built from. Kept whole,
+    the keys are the concatenation's, and the window lives in the mask, which transformers
+    builds from absolute positions for sliding layers whatever the cache keeps. That costs the
+    memory a sliding cache would save: `window` keys per layer become all of them.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    cache = DynamicCache(config=config)
+    for index, layer in enumerate(cache.layers):
+        if type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer):
+            raise ValueError(
+                f"the model's cache layer {type(layer).__name__} is not a key/value layer, "
+                "so a prompt-tuning prefix cannot be cached for it"
+            )
+        cache.layers[index] = DynamicLayer()  # type: ignore[no-untyped-call]
+    return cache
 
 
 def embedding_width(model: PreTrainedModel) -> int:

@@ -335,9 +335,9 @@ def measure_preferences(
 
 
 def _fingerprint(model: Path) -> str:
-    from patchfmt import fingerprint_model
+    from ppatch.fingerprints import model_fingerprint
 
-    return str(fingerprint_model(model))
+    return model_fingerprint(model)
 
 
 def train_patch(config: TrainConfig) -> Path:

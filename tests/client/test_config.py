@@ -55,7 +55,41 @@ def test_no_registry_says_how_to_set_one() -> None:
         config.resolve_registry()
 
 
-@pytest.mark.parametrize("url", ["ftp://x.example", "http://", "https://x.example/?q=1", "x://y"])
+@pytest.mark.parametrize(
+    ("spelling", "normal"),
+    [
+        ("https://reg.example.org", "https://reg.example.org"),
+        ("HTTPS://Reg.Example.ORG:443/", "https://reg.example.org"),
+        ("http://127.0.0.1:80", "http://127.0.0.1"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+        ("  https://reg.example.org/ppatch/  ", "https://reg.example.org/ppatch"),
+        ("http://[::1]:8080", "http://[::1]:8080"),
+    ],
+)
+def test_one_registry_has_one_spelling(spelling: str, normal: str) -> None:
+    assert config.normalize_registry_url(spelling) == normal
+
+
+def test_one_registry_under_two_spellings_is_one_key_pin() -> None:
+    from ppatch import trust
+
+    trust.pin_keys("HTTP://Reg.Example.org:80/", "acme", {"ed25519:aa": "PEM"})
+    assert trust.pinned_keys("http://reg.example.org", "acme") == {"ed25519:aa": "PEM"}
+    trust.pin_keys("http://reg.example.org", "acme", {"ed25519:bb": "PEM2"})
+    assert trust.pinned_keys("http://REG.example.org/", "acme") == {"ed25519:bb": "PEM2"}
+    import tomllib
+
+    from ppatch import constants
+
+    pins = tomllib.loads(constants.known_keys_file().read_text())["registries"]
+    assert list(pins) == ["http://reg.example.org"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://x.example", "http://", "https://x.example/?q=1", "x://y", "http://u:p@x.org",
+     "http://x.org:99999"],
+)  # fmt: skip
 def test_bad_registry_urls_are_refused(url: str) -> None:
     with pytest.raises(UsageError, match="is not valid: expected an http"):
         config.resolve_registry(url)

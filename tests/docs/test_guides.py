@@ -10,12 +10,21 @@ and registry, as a vendor and then a practitioner would. A block that cannot run
 a cloud bucket, pseudocode) is preceded by `<!-- docs-test: skip (reason) -->`, and the reason is
 required. A block shown for reading only (a crontab line, a synopsis) uses `text` or no info
 string.
+
+The vendor guide is run as a reader pastes it into an empty folder: it builds (here: reuses) the
+miniature world under `~/ppatch-world` and links it in, and starts the registry itself, so its
+environment has no `PPATCH_REGISTRY`; only its port 8080 is replaced by a free one, so that
+parallel runs on one machine cannot collide. `HOME` is a folder of the workspace whose
+`ppatch-world` is the test cache's miniature world. The other guides find the registry and the
+links that the vendor guide left, or, run alone, get them from the fixture.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -116,10 +125,57 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@dataclass(frozen=True)
+VENDOR_GUIDE = "vendor-guide.md"
+GUIDE_PORT = "8080"
+
+
+@dataclass
 class DocsWorkspace:
     root: Path
     environment: dict[str, str]
+    port: int
+    world: Path
+    process_groups: list[int]
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def registry_up(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.registry_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def ensure_registry(self) -> None:
+        """Start the registry the vendor guide would have started, when it is not running."""
+        if self.registry_up():
+            return
+        server = subprocess.Popen(
+            [Path(sys.executable).parent / "ppatch-registry", "serve", "--port", str(self.port)],
+            env=self.environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.process_groups.append(server.pid)
+        deadline = time.monotonic() + 60
+        while not self.registry_up():
+            assert server.poll() is None, "the registry exited during start-up"
+            assert time.monotonic() < deadline, "the registry did not start within 60 s"
+            time.sleep(0.2)
+
+    def ensure_links(self) -> None:
+        """The folders a reader of the other guides is told they have."""
+        for name, target in (
+            ("base-model", self.world / "base"),
+            ("reference-model", self.world / "reference"),
+            ("prompts", self.world / "prompts"),
+        ):
+            if not (self.root / name).exists():
+                (self.root / name).symlink_to(target, target_is_directory=True)
 
 
 @pytest.fixture(scope="module")
@@ -128,12 +184,12 @@ def workspace(
 ) -> Iterator[DocsWorkspace]:
     from ppatch.miniature.world import build_world
 
-    world = build_world(Path(request.config.cache.mkdir("ppatch-miniature")))
+    cache = Path(request.config.cache.mkdir("ppatch-miniature"))
+    world = build_world(cache)
     root = tmp_path_factory.mktemp("docs-workspace")
-    (root / "base-model").symlink_to(world.base, target_is_directory=True)
-    (root / "reference-model").symlink_to(world.reference, target_is_directory=True)
-    (root / "prompts").symlink_to(world.base.parent / "prompts", target_is_directory=True)
-    registry_home = root / ".registry"
+    home = root / "home"
+    home.mkdir()
+    (home / "ppatch-world").symlink_to(cache, target_is_directory=True)
     port = _free_port()
     environment = {
         key: value
@@ -141,35 +197,20 @@ def workspace(
         if not key.startswith(("PPATCH_REGISTRY", "PPATCH_TOKEN"))
     }
     environment.update(
+        HOME=str(home),
         PPATCH_HOME=str(root / ".ppatch"),
         PPATCH_REGISTRY=f"http://127.0.0.1:{port}",
-        PPATCH_REGISTRY_HOME=str(registry_home),
+        PPATCH_REGISTRY_HOME=str(home / "ppatch-registry"),
         PPATCH_NO_PROGRESS="1",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}",
     )
-    server = subprocess.Popen(
-        [Path(sys.executable).parent / "ppatch-registry", "serve", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    workspace = DocsWorkspace(root, environment, port, world.directory, [])
     try:
-        import httpx
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, "the registry exited during start-up"
-            assert time.monotonic() < deadline, "the registry did not start within 60 s"
-            time.sleep(0.2)
-        yield DocsWorkspace(root, environment)
+        yield workspace
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        for group in workspace.process_groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
 
 
 @pytest.mark.slow
@@ -182,15 +223,32 @@ def test_guide_commands_run(guide: str, workspace: DocsWorkspace) -> None:
     for block in runnable:
         script.append(f"echo '--- {guide}:{block.line}'")
         script.append(block.as_bash())
-    result = subprocess.run(
-        ["bash", "-c", "\n".join(script)],
+    text = "\n".join(script)
+    environment = dict(workspace.environment)
+    if guide == VENDOR_GUIDE:
+        # As pasted into a fresh shell: the guide starts the registry and exports its address.
+        del environment["PPATCH_REGISTRY"], environment["PPATCH_REGISTRY_HOME"]
+        text = text.replace(f":{GUIDE_PORT}", f":{workspace.port}")
+        text = text.replace(f"--port {GUIDE_PORT}", f"--port {workspace.port}")
+    else:
+        workspace.ensure_registry()
+        workspace.ensure_links()
+    process = subprocess.Popen(
+        ["bash", "-c", text],
         cwd=workspace.root,
-        env=workspace.environment,
-        capture_output=True,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-        check=False,
+        start_new_session=True,  # its background registry is ended with the workspace
     )
+    workspace.process_groups.append(process.pid)
+    try:
+        stdout, stderr = process.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert result.returncode == 0, (
         f"a command in docs/{guide} failed (exit {result.returncode}); output up to the failing "
         f"block:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"

@@ -62,7 +62,7 @@ def _ppatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 def _installed(env: dict[str, str], model: Path) -> list[tuple[str, str, str]]:
     result = _ppatch(env, "list", "--model", str(model), "--json")
     assert result.returncode == 0, result.stderr
-    return [(p["name"], p["version"], p["sha256"]) for p in json.loads(result.stdout)["patches"]]
+    return [(p["name"], p["version"], p["sha256"]) for p in json.loads(result.stdout)["packages"]]
 
 
 def _kill_during_download(

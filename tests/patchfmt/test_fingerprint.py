@@ -23,6 +23,7 @@ from patchfmt import (
     ModelNotFoundError,
     check_fingerprint,
     fingerprint_model,
+    model_config_file,
     resolve_model_path,
 )
 from patchfmt import fingerprint as fingerprint_module
@@ -268,13 +269,52 @@ def test_repo_id_in_the_local_hugging_face_cache(
     assert fingerprint_model("acme/tiny-lm") == reference_fingerprint(tensors)
 
 
-@pytest.mark.parametrize("model", ["acme/not-cached", "no-such-dir", "../nowhere/at/all"])
-def test_unknown_models_are_not_downloaded(model: str) -> None:
+@pytest.mark.parametrize("model", ["acme/not-cached", "no-such-dir"])
+def test_unknown_repo_ids_are_not_downloaded(model: str) -> None:
     with pytest.raises(ModelNotFoundError) as caught:
         resolve_model_path(model)
     assert repr(model) in str(caught.value)
     assert "never downloads" in str(caught.value)
+    assert f"hf download {model}" in str(caught.value)
     assert caught.value.model == model
+
+
+@pytest.mark.parametrize("model", ["../nowhere/at/all", "./base-model", "/no/such/model"])
+def test_a_missing_path_is_not_sent_to_the_hub(model: str) -> None:
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model_path(model)
+    message = str(caught.value)
+    assert f"model folder {model!r} does not exist" in message
+    assert "hf download" not in message and "Hugging Face" not in message
+
+
+def test_a_typo_in_a_local_folder_suggests_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "base-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for typed in ("./base-modle", "base-modle"):
+        with pytest.raises(ModelNotFoundError) as caught:
+            resolve_model_path(typed)
+        assert "did you mean 'base-model'?" in str(caught.value)
+        assert "hf download" not in str(caught.value)
+    (tmp_path / "world" / "base-model").mkdir(parents=True)
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model_path(str(tmp_path / "world" / "base-modle"))
+    assert f"did you mean {str(tmp_path / 'world' / 'base-model')!r}?" in str(caught.value)
+
+
+def test_repo_at_revision_finds_that_snapshot(
+    tmp_path: Path, make_model: MakeModel, tensors: Tensors
+) -> None:
+    snapshot = _hub_snapshot("acme/tiny-lm")
+    make_model(snapshot, tensors)
+    hub = snapshot.parent.parent
+    (hub / "refs" / "v1").write_text(snapshot.name)
+    assert resolve_model_path("acme/tiny-lm@v1") == snapshot.resolve()
+    assert resolve_model_path(f"acme/tiny-lm@{snapshot.name}") == snapshot.resolve()
+    with pytest.raises(ModelNotFoundError, match="at revision 'v2'"):
+        resolve_model_path("acme/tiny-lm@v2")
 
 
 def test_a_file_is_not_a_model(tmp_path: Path) -> None:
@@ -290,6 +330,28 @@ def test_pytorch_bin_only_is_refused(tmp_path: Path) -> None:
         fingerprint_model(tmp_path)
     assert "no *.safetensors weights" in str(caught.value)
     assert "pytorch_model.bin" in str(caught.value)
+
+
+def test_a_folder_of_config_files_says_it_has_no_weights(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(ModelNotFoundError) as caught:
+        fingerprint_model(tmp_path)
+    message = str(caught.value)
+    assert "has no weights, only config.json, tokenizer.json" in message
+    assert "convert" not in message
+
+
+def test_an_empty_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="is empty"):
+        fingerprint_model(tmp_path)
+
+
+def test_a_folder_without_config_json_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"has no config\.json"):
+        model_config_file(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    assert model_config_file(tmp_path) == tmp_path / "config.json"
 
 
 def _index(folder: Path, weight_map: dict[str, str]) -> None:
@@ -412,6 +474,9 @@ def test_check_fingerprint(manifest: Manifest) -> None:
     assert (caught.value.expected, caught.value.actual) == (manifest.base_model.fingerprint, other)
     assert manifest.base_model.fingerprint in str(caught.value)
     assert other in str(caught.value)
+    # The id a person recognises, not only two hashes.
+    assert repr(manifest.base_model.id) in str(caught.value)
+    assert caught.value.base_model_id == manifest.base_model.id
 
 
 def test_check_fingerprint_accepts_listed_compatible_models(manifest: Manifest) -> None:

@@ -109,3 +109,10 @@ def test_too_narrow_scope_is_403(acme, make_patch, scope, method, url, body) -> 
     assert response.status_code == 403, response.text
     assert response.json()["error"]["code"] == "forbidden"
     assert "--scope" in response.json()["error"]["message"]
+
+
+def test_issued_tokens_have_the_shape_the_client_checks_at_login() -> None:
+    from patchfmt.tokens import looks_like_token
+
+    assert all(looks_like_token(issue_token().value) for _ in range(20))
+    assert not looks_like_token("ppr_0123456789abcdef_short")

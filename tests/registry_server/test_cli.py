@@ -73,6 +73,35 @@ def test_vendor_setup_on_a_fresh_machine(capsys, key_file, signing_key) -> None:
     assert {actor for actor, _ in actions} == {"cli"}
 
 
+def test_list_namespaces_tokens_and_keys(capsys, key_file, signing_key) -> None:
+    import json
+
+    assert run(capsys, "namespace", "list")[1:] == ("", "no namespaces\n")
+    for namespace in ("beta", "acme"):
+        assert run(capsys, "namespace", "create", namespace)[0] == 0
+    token = run(capsys, "token", "create", "acme", "--scope", "yank", "--description", "ci")[1]
+    token_id = token.strip().split("_")[1]
+    assert run(capsys, "key", "add", "acme", str(key_file))[0] == 0
+    key_id = patchfmt.key_id(signing_key.public_key())
+    assert run(capsys, "key", "revoke", "acme", key_id)[0] == 0
+
+    code, out, _ = run(capsys, "namespace", "list")
+    assert code == 0 and [line.split()[0] for line in out.splitlines()] == ["acme", "beta"]
+    code, out, _ = run(capsys, "token", "list", "--json")
+    [row] = json.loads(out)["tokens"]
+    assert (row["token_id"], row["namespace"], row["scope"]) == (token_id, "acme", "yank")
+    assert row["description"] == "ci" and row["revoked"] is None
+    assert token.strip() not in out  # never the secret
+    assert run(capsys, "token", "list", "beta")[1] == ""
+    code, out, _ = run(capsys, "key", "list", "acme", "--json")
+    [key] = json.loads(out)["keys"]
+    assert key["key_id"] == key_id and key["revoked"] is not None
+    code, out, _ = run(capsys, "key", "list")
+    assert out.startswith(f"{key_id}  acme  ")
+    code, _, err = run(capsys, "key", "list", "nobody")
+    assert code == 4 and "namespace 'nobody' does not exist" in err
+
+
 @pytest.mark.parametrize(
     ("argv", "exit_code", "fragment"),
     [

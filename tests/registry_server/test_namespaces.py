@@ -98,3 +98,15 @@ def test_revoking_unknown_token_is_404(acme) -> None:
         "/api/v1/namespaces/acme/tokens/0123456789abcdef/revoke", headers=acme.auth(scope="admin")
     )
     assert response.status_code == 404
+
+
+def test_get_token_says_whose_it_is(acme) -> None:
+    answer = acme.client.get("/api/v1/token", headers=acme.auth("acme", "yank"))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["namespace"], body["scope"]) == ("acme", "yank")
+    assert acme.token("acme", "yank").startswith(f"ppr_{body['token_id']}_")
+    assert acme.client.get("/api/v1/token").status_code == 401
+    forged = acme.token("acme", "yank")[:-3] + "AAA"
+    refused = acme.client.get("/api/v1/token", headers={"Authorization": f"Bearer {forged}"})
+    assert refused.status_code == 401

@@ -1,4 +1,4 @@
-"""`ppatch keygen|pack|inspect|verify|fingerprint`: exit codes, messages, nothing half-written."""
+"""`ppatch keygen|pack|sign|inspect|verify|fingerprint`: exit codes, messages, no half-writes."""
 
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def _write(path: Path, content: bytes) -> Path:
 PACK_FAILURES: list[tuple[str, Any, int, str]] = [
     ("no-weights", lambda w: {"--weights": w / "absent.safetensors"}, 4, "does not exist"),
     ("no-manifest", lambda w: {"--manifest": w / "absent.json"}, 4, "does not exist"),
-    ("no-model", lambda w: {"--model": w / "absent-model"}, 4, "never downloads"),
+    ("no-model", lambda w: {"--model": w / "absent-model"}, 4, "absent-model' does not exist"),
     ("no-key", lambda w: {"--key": w / "absent-key"}, 4, "does not exist"),
     (
         "no-manifest-new-folder",  # the folders -o needs are made only when pack writes
@@ -338,6 +338,78 @@ def test_pack_without_required_arguments_is_a_usage_error(
 # -- inspect ---------------------------------------------------------------------------------
 
 
+# -- sign ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unsigned(work: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    code, _, err = run(
+        capsys, "pack", "--weights", work / "weights.safetensors", "--manifest",
+        work / "manifest.json", "--model", work / "model", "-o", work / "unsigned.ppatch",
+    )  # fmt: skip
+    assert code == 0, err
+    return work / "unsigned.ppatch"
+
+
+def test_sign_an_unsigned_file_in_place(
+    unsigned: Path, key: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = read_patch(unsigned)
+    code, out, err = run(capsys, "sign", unsigned, "--key", key)
+    assert code == 0, err
+    assert "(was unsigned)" in out
+    after = read_patch(unsigned)
+    assert after.signature is not None
+    assert (after.manifest_bytes, after.weights) == (before.manifest_bytes, before.weights)
+    code, out, _ = run(capsys, "verify", unsigned, "--public-key", f"{key}.pub")
+    assert code == 0 and "signature: ok" in out
+
+
+def test_sign_into_another_file_replacing_a_signature(
+    packed: Path, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original = packed.read_bytes()
+    assert run(capsys, "keygen", "-o", work / "new-key")[0] == 0
+    code, out, err = run(capsys, "sign", packed, "--key", work / "new-key", "-o", work / "o.ppatch")
+    assert code == 0, err
+    assert "replaces the signature by ed25519:" in out
+    assert packed.read_bytes() == original
+    code, _, _ = run(capsys, "verify", work / "o.ppatch", "--public-key", work / "new-key.pub")
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("problem", "code", "message"),
+    [
+        ("missing key", 4, "does not exist"),
+        ("public key", 3, "private key"),
+        ("not a patch", 3, ""),
+    ],
+)
+def test_sign_failures_leave_the_file_alone(
+    problem: str,
+    code: int,
+    message: str,
+    unsigned: Path,
+    key: Path,
+    work: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    target, key_path = unsigned, key
+    if problem == "missing key":
+        key_path = work / "nope.key"
+    elif problem == "public key":
+        key_path = Path(f"{key}.pub")
+    else:
+        target = work / "manifest.json"
+    before = target.read_bytes()
+    got, _, err = run(capsys, "sign", target, "--key", key_path)
+    assert got == code, err
+    assert message in err and err.count("\n") == 1
+    assert target.read_bytes() == before
+    assert not [p for p in work.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
+
+
 def test_inspect(packed: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "inspect", packed)
     assert code == 0
@@ -456,7 +528,7 @@ def test_fingerprint_json(work: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
 @pytest.mark.parametrize(
     ("name", "fragment"),
-    [("absent", "never downloads"), ("bin-model", "no *.safetensors weights")],
+    [("absent", "absent' does not exist"), ("bin-model", "no *.safetensors weights")],
 )
 def test_fingerprint_failures(
     work: Path, capsys: pytest.CaptureFixture[str], name: str, fragment: str

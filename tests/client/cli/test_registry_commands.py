@@ -28,7 +28,7 @@ def use_registry(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registr
 def installed(ppatch: Any, model: Path) -> list[tuple[str, str]]:
     result = ppatch("list", "--model", model, "--json")
     assert result.code == 0, result.err
-    return [(p["name"], p["version"]) for p in json.loads(result.out)["patches"]]
+    return [(p["name"], p["version"]) for p in json.loads(result.out)["packages"]]
 
 
 def outdated(ppatch: Any, model: Path) -> tuple[int, dict[str, Any]]:
@@ -118,10 +118,10 @@ def test_dry_run_json_and_idempotent_install(ppatch: Any, models: Models) -> Non
 def test_search_and_info(ppatch: Any, models: Models) -> None:
     result = ppatch("search", "toxicity", "--json")
     assert result.code == 0, result.err
-    names = {f"{r['namespace']}/{r['name']}" for r in json.loads(result.out)["results"]}
+    names = {r["name"] for r in json.loads(result.out)["packages"]}
     assert {"acme/toxicity", "beta/toxicity"} <= names
     for_b = ppatch("search", "toxicity", "--model", models.b, "--json")
-    names_b = {f"{r['namespace']}/{r['name']}" for r in json.loads(for_b.out)["results"]}
+    names_b = {r["name"] for r in json.loads(for_b.out)["packages"]}
     assert "beta/toxicity" in names_b
     assert "acme/harm" not in names_b
     info = ppatch("info", "acme/harm", "--json")
@@ -383,12 +383,15 @@ def test_login_reads_the_token_from_stdin(
 ) -> None:
     import io
 
-    monkeypatch.setattr(sys, "stdin", io.StringIO("tok-from-stdin\n"))
-    assert ppatch("login", "--registry", registry.url).code == 0
+    token = "ppr_0123456789abcdef_" + "A" * 43
+    monkeypatch.setattr(sys, "stdin", io.StringIO(token + "\n"))
+    result = ppatch("login", "--registry", registry.url)
+    assert result.code == 0, result.err
+    assert "not checked" in result.out
     from ppatch import config
 
     monkeypatch.delenv("PPATCH_TOKEN", raising=False)
-    assert config.load_token(registry.url) == "tok-from-stdin"
+    assert config.load_token(registry.url) == token
 
 
 def test_upgrade_moves_off_a_yanked_version_even_to_an_older_one(
@@ -406,3 +409,174 @@ def test_upgrade_moves_off_a_yanked_version_even_to_an_older_one(
     assert result.code == 0, result.err
     assert "downgraded acme/rollback 1.0.0 (was 1.1.0)" in result.out
     assert outdated(ppatch, models.a)[0] == 0
+
+
+# -- issue 20: honest feedback ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token", ["garbage", "ppr_short_secret", "ppr_0123456789abcdef_" + "A" * 42]
+)
+def test_login_refuses_what_is_not_shaped_like_a_token(
+    ppatch: Any, registry: Registry, token: str
+) -> None:
+    result = ppatch("login", "--registry", registry.url, "--token", token)
+    assert result.code == 2
+    assert "is not a registry token" in result.err
+    assert not constants.credentials_file().exists()
+    assert not constants.config_file().exists()
+
+
+def test_login_check_asks_the_registry(ppatch: Any, registry: Registry) -> None:
+    good = ppatch(
+        "login", "--registry", registry.url, "--token", registry.tokens["acme"], "--check"
+    )
+    assert good.code == 0, good.err
+    assert "checked: namespace 'acme', scope 'admin'" in good.out
+    constants.credentials_file().unlink()
+    forged = registry.tokens["acme"][:-4] + "AAAA"
+    bad = ppatch("login", "--registry", registry.url, "--token", forged, "--check")
+    assert bad.code == 7
+    assert "invalid token" in bad.err
+    assert not constants.credentials_file().exists()
+
+
+def test_publish_again_says_nothing_changed_and_json_says_created(
+    ppatch: Any, registry: Registry, models: Models, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("PPATCH_TOKEN", registry.tokens["acme"])
+    patch_file = tmp_path / "again.ppatch"
+    patch_file.write_bytes(
+        build_patch("acme/again", "1.0.0", models.fingerprint_a, registry.keys["acme"])
+    )
+    first = ppatch("publish", patch_file, "--json")
+    assert first.code == 0, first.err
+    document = json.loads(first.out)
+    assert document["created"] is True
+    assert (document["name"], document["version"]) == ("acme/again", "1.0.0")
+    assert document["registry"] == registry.url
+    second = ppatch("publish", patch_file)
+    assert second.code == 0, second.err
+    assert "already published (identical bytes; nothing changed): acme/again 1.0.0" in second.out
+    assert json.loads(ppatch("publish", patch_file, "--json").out)["created"] is False
+
+
+def test_yank_and_unyank_say_what_changed(
+    ppatch: Any, registry: Registry, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.publish(
+        build_patch("acme/yankme", "1.0.0", models.fingerprint_a, registry.keys["acme"])
+    )
+    monkeypatch.setenv("PPATCH_TOKEN", registry.tokens["acme"])
+    not_yanked = ppatch("unyank", "acme/yankme@1.0.0")
+    assert (not_yanked.code, not_yanked.out) == (
+        0,
+        "acme/yankme 1.0.0 was not yanked; nothing changed\n",
+    )
+    yanked = json.loads(ppatch("yank", "acme/yankme@1.0.0", "--reason", "broken", "--json").out)
+    assert yanked == {
+        "name": "acme/yankme", "version": "1.0.0", "yanked": True,
+        "yanked_reason": "broken", "changed": True,
+    }  # fmt: skip
+    again = ppatch("yank", "acme/yankme@1.0.0", "--reason", "really broken")
+    assert again.out == "acme/yankme 1.0.0 was already yanked; reason now: really broken\n"
+    undone = json.loads(ppatch("unyank", "acme/yankme@1.0.0", "--json").out)
+    assert (undone["yanked"], undone["changed"]) == (False, True)
+    assert json.loads(ppatch("unyank", "acme/yankme@1.0.0", "--json").out)["changed"] is False
+    missing = ppatch("yank", "acme/yankme@9.9.9", "--reason", "x", "--json")
+    assert missing.code == 4
+    assert json.loads(missing.out)["error"]["exit_code"] == 4
+
+
+def test_one_package_twice_in_one_install_is_a_usage_error(ppatch: Any, models: Models) -> None:
+    for specs in (
+        ["acme/harm@1.0.0", "acme/harm@1.0"],
+        ["harm", "harm@1.0.0"],
+        ["harm", "acme/harm"],
+    ):
+        result = ppatch("install", *specs, "--model", models.a)
+        assert result.code == 2
+        assert "given more than once" in result.err
+    assert stored_files() == []
+
+
+def test_outdated_and_upgrade_say_when_nothing_is_installed(ppatch: Any, models: Models) -> None:
+    result = ppatch("outdated", "--model", models.b)
+    assert (result.code, result.out) == (0, "")
+    assert "no patches installed" in result.err and "nothing to check" in result.err
+    document = json.loads(ppatch("outdated", "--model", models.b, "--json").out)
+    assert (document["outdated"], document["packages"]) == (False, [])
+    upgraded = ppatch("upgrade", "--model", models.b)
+    assert upgraded.code == 0 and "nothing to upgrade" in upgraded.err
+
+
+def test_outdated_json_reports_an_unreachable_registry_as_json(
+    ppatch: Any, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ppatch("install", "acme/fluency", "--model", models.a).code == 0
+    monkeypatch.setenv("PPATCH_HTTP_RETRIES", "0")
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = ppatch("outdated", "--model", models.a, "--registry", dead, "--json")
+    assert result.code == 6
+    error = json.loads(result.out)["error"]
+    assert (error["code"], error["exit_code"]) == ("network", 6)
+    assert dead in error["message"]
+
+
+def test_a_yanked_installed_release_is_never_hidden(
+    ppatch: Any, registry: Registry, models: Models, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    key = registry.keys["acme"]
+    for version in ("1.0.0", "1.1.0"):
+        registry.publish(build_patch("acme/yk", version, models.fingerprint_b, key))
+    assert ppatch("install", "acme/yk@1.1.0", "--model", models.b).code == 0
+    lock = tmp_path / "ppatch.lock"
+    assert ppatch("freeze", "--model", models.b, "-o", lock).code == 0
+    monkeypatch.setenv("PPATCH_TOKEN", registry.tokens["acme"])
+    assert ppatch("yank", "acme/yk@1.1.0", "--reason", "leaks prompts").code == 0
+    monkeypatch.delenv("PPATCH_TOKEN")
+
+    pinned = ppatch("install", "acme/yk@1.1.0", "--model", models.b, "--dry-run", "--json")
+    assert pinned.code == 0, pinned.err
+    [row] = json.loads(pinned.out)["packages"]
+    assert (row["action"], row["yanked"], row["yanked_reason"]) == (
+        "unchanged", True, "leaks prompts"
+    )  # fmt: skip
+    assert "acme/yk 1.1.0 is yanked: leaks prompts" in pinned.err
+    for spec in ("acme/yk@1.x", "acme/yk@latest", "acme/yk"):
+        result = ppatch("install", spec, "--model", models.b)
+        assert result.code == 0, result.err
+        assert "acme/yk 1.1.0 already installed" in result.out
+        assert "ppatch: warning: acme/yk 1.1.0 is yanked: leaks prompts" in result.err
+    locked = ppatch("install", "-r", lock, "--model", models.b, "--json")
+    assert locked.code == 0, locked.err
+    assert json.loads(locked.out)["packages"][0]["yanked"] is True
+    assert "acme/yk 1.1.0 is yanked: leaks prompts; installed as the lockfile pins it" in locked.err
+    # Offline with the index cached, the warning still comes; -qq silences it.
+    monkeypatch.setenv("PPATCH_OFFLINE", "1")
+    assert "is yanked" in ppatch("install", "acme/yk@1.x", "--model", models.b).err
+    assert ppatch("-qq", "install", "acme/yk@1.x", "--model", models.b).err == ""
+
+
+def test_outdated_and_upgrade_use_the_registry_of_the_install(
+    ppatch: Any, registry: Registry, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Installed with --registry under another spelling of the same registry.
+    spelling = registry.url.replace("http://", "HTTP://") + "/"
+    monkeypatch.setenv("PPATCH_REGISTRY", f"http://127.0.0.1:{free_port()}")  # a dead default
+    monkeypatch.setenv("PPATCH_HTTP_RETRIES", "0")
+    result = ppatch("install", "acme/toxicity@1.2.0", "--model", models.b, "--registry", spelling)
+    assert result.code == 0, result.err
+    [row] = json.loads(ppatch("list", "--model", models.b, "--json").out)["packages"]
+    assert row["registry"] == registry.url  # one spelling is recorded
+    code, rows = outdated(ppatch, models.b)
+    assert code == 1 and rows["acme/toxicity"]["latest"] == "1.3.0"
+    upgraded = ppatch("upgrade", "--model", models.b, "--dry-run", "--json")
+    assert upgraded.code == 0, upgraded.err
+    [action] = json.loads(upgraded.out)["packages"]
+    assert (action["action"], action["version"]) == ("upgrade", "1.3.0")
+    # --registry still overrides for both.
+    dead = ppatch("upgrade", "--model", models.b, "--registry", os.environ["PPATCH_REGISTRY"])
+    assert dead.code == 6

@@ -120,3 +120,28 @@ def test_miniature_build_refuses_a_file_as_folder(
     assert main(["miniature", "build", "--dir", str(target)]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert target.read_text() == "x"
+
+
+def test_miniature_build_links_the_names_the_guides_use(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "base-model").symlink_to(tmp_path)  # an old link is replaced
+    argv = ["miniature", "build", "--dir", str(world.directory.parent), "--link", str(tmp_path)]
+    assert main(argv) == 0
+    assert (tmp_path / "base-model").resolve() == world.base.resolve()
+    assert (tmp_path / "reference-model").resolve() == world.reference.resolve()
+    assert (tmp_path / "prompts" / "toxicity-train.jsonl").is_file()
+    assert f"linked {tmp_path / 'prompts'}" in capsys.readouterr().out
+
+
+def test_miniature_build_never_replaces_a_real_folder_with_a_link(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "mine.jsonl").write_text("{}")
+    argv = ["miniature", "build", "--dir", str(world.directory.parent), "--link", str(tmp_path)]
+    assert main(argv) == 5
+    assert "is not a link" in capsys.readouterr().err
+    assert (tmp_path / "prompts" / "mine.jsonl").is_file()
+    assert not (tmp_path / "base-model").exists()
+    assert main([*argv[:-1], str(tmp_path / "missing")]) == 4

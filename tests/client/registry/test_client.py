@@ -108,7 +108,10 @@ def test_publish_is_not_retried_after_a_5xx() -> None:
 def test_publish_is_retried_when_the_connection_never_opened() -> None:
     recorder = Recorder(httpx.ConnectError("refused"), httpx.Response(201, json={"name": "a/t"}))
     client, _ = client_for(recorder)
-    assert client.publish("acme", "toxicity", "t.ppatch", b"bytes") == {"name": "a/t"}
+    assert client.publish("acme", "toxicity", "t.ppatch", b"bytes") == {
+        "name": "a/t",
+        "created": True,
+    }
     assert len(recorder.requests) == 2
     assert b'name="file"; filename="t.ppatch"' in recorder.requests[1].content
 

@@ -27,20 +27,21 @@ def test_the_apply_benchmark_runs_and_writes_its_json(tmp_path, capsys, monkeypa
             "--batches", "2", "--prompts", "6", "--new-tokens", "2", "--hidden", "32",
             "--layers", "1", "--heads", "2", "--kv-heads", "1", "--vocab", "64",
             "--virtual-tokens", "3", "--min-seconds", "0", "--max-repetitions", "2",
-            "--threads", "0", "--output", str(output),
+            "--threads", "0", "--ablate", "--output", str(output),
         ]
     )  # fmt: skip
 
     assert code == 0
     document = json.loads(output.read_text())
     (cell,) = document["cells"]
-    variants = {"bare", "ppatch", "peft", "bare-again"}
+    variants = {"bare", "ppatch", "peft", "bare-again", "ppatch-no-gqa", "ppatch-no-mask"}
     assert set(cell["prefill_ms"]) == set(cell["generate_ms"]) == variants
     assert set(document["summary"]["verdicts"]["prefill"]) == set()  # nothing compute-bound
     assert (cell["batch"], cell["prompt_tokens"]) == (2, 6)
     table = capsys.readouterr().out
     assert "| 2 | 6 | 2 |" in table  # batch, prompt, repetitions
     assert "n/a (not compute-bound)" in table  # 12 tokens per call
+    assert "| ppatch-no-gqa | ppatch-no-mask |" in table  # each speed-up switched off
     for phase in ("prefill", "generate"):
         ratio = cell["ratios"][phase]["ppatch"]
         assert ratio["low"] <= ratio["median"] <= ratio["high"]

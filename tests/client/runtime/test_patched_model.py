@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from ppatch.errors import UsageError
+from ppatch.runtime.compat import output_cache
 from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
 
 TOLERANCE = 1e-5
@@ -89,10 +90,11 @@ def test_the_output_carries_a_cache_only_when_asked(
         bare = tiny_model(input_ids=input_ids, attention_mask=mask, use_cache=use_cache)
 
     assert list(output.keys()) == list(bare.keys())
+    cache = output_cache(output)
     if use_cache:
-        assert output.cache.get_seq_length() == prompt_embeddings.shape[0] + input_ids.shape[1]
+        assert cache.get_seq_length() == prompt_embeddings.shape[0] + input_ids.shape[1]
     else:
-        assert output.cache is None
+        assert cache is None
     expected = reference_logits(tiny_model, prompt_embeddings, input_ids, mask)
     real = mask.bool()
     torch.testing.assert_close(output.logits[real], expected[real], atol=TOLERANCE, rtol=0)

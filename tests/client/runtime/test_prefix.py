@@ -26,7 +26,7 @@ class ForwardsFromPositionZero:
         self._handle = model.model.register_forward_pre_hook(self._seen, with_kwargs=True)
 
     def _seen(self, _module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-        cache = kwargs.get("cache")
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
         if cache is None or cache.get_seq_length() == 0:
             self.count += 1
 
@@ -285,3 +285,17 @@ def test_a_transient_layer_returns_the_prefix_and_prompt_and_keeps_nothing(
     )
     assert cache.get_seq_length() == prompt_embeddings.shape[0]
     assert layer.keys.data_ptr() == prefix.layers[0][0].data_ptr()  # still the shared view
+
+
+@pytest.mark.parametrize("layout", ["growing", "exact"])
+def test_resetting_a_fresh_cache_leaves_the_shared_prefix_unchanged(
+    tiny_model, prompt_embeddings, layout
+) -> None:
+    """Before 5.24 transformers reset a layer by zeroing its tensors: here, the prefix's views."""
+    prefix = compute_prefix(tiny_model, torch.from_numpy(prompt_embeddings))
+    before = [(keys.clone(), values.clone()) for keys, values in prefix.layers]
+    cache = prefix.cache_for_batch(1, tiny_model.config, layout)
+    cache.reset()
+    assert cache.get_seq_length() == 0
+    for (keys, values), (old_keys, old_values) in zip(prefix.layers, before, strict=True):
+        assert torch.equal(keys, old_keys) and torch.equal(values, old_values)
