@@ -34,7 +34,7 @@ def hostile(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hos
 def installed(ppatch: Any, model: Path) -> list[tuple[str, str]]:
     result = ppatch("list", "--model", model, "--json")
     assert result.code == 0, result.err
-    return [(p["name"], p["version"]) for p in json.loads(result.out)["patches"]]
+    return [(p["name"], p["version"]) for p in json.loads(result.out)["packages"]]
 
 
 def namespace_with_key(registry: Registry, namespace: str, seed: int) -> Ed25519PrivateKey:

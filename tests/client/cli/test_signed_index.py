@@ -81,7 +81,7 @@ def test_first_contact_pins_the_root_and_a_replayed_timestamp_is_a_rollback(
     replayed = outdated(ppatch, models.a)
     assert replayed.code == ExitCode.STALE_INDEX
     assert "was rolled back" in replayed.err
-    assert replayed.out == ""  # nothing reported as up to date
+    assert "packages" not in json.loads(replayed.out)  # an error, nothing reported as up to date
 
 
 def test_an_expired_timestamp_is_refused(
@@ -171,7 +171,7 @@ def test_a_registry_that_stops_signing_is_refused_once_pinned(
 def installed(ppatch: Any, model: Path) -> list[tuple[str, str]]:
     result = ppatch("list", "--model", model, "--json")
     assert result.code == 0, result.err
-    return [(p["name"], p["version"]) for p in json.loads(result.out)["patches"]]
+    return [(p["name"], p["version"]) for p in json.loads(result.out)["packages"]]
 
 
 def index_path(full_name: str) -> str:
