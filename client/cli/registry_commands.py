@@ -191,7 +191,7 @@ def _install(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     with _client(args.registry) as client:
-        signed = _signed_index(client.base_url)
+        signed = _signed_index(client.base_url, offline_ok=True)
         actions = install_plan.plan_install(
             state,
             specs,
@@ -270,7 +270,7 @@ def _lock_registries(locked: lockfile.Lockfile, registry: str | None) -> Iterato
         if url not in clients:
             clients[url] = RegistryClient(url)
             try:
-                signed[url] = _signed_index(clients[url].base_url)
+                signed[url] = _signed_index(clients[url].base_url, offline_ok=True)
             except NetworkError:  # offline or unreachable: the yank state is then unknown
                 signed[url] = None
         return _yank_state(clients[url], name, version, signed[url])
@@ -311,7 +311,7 @@ def _upgrade(args: argparse.Namespace) -> int:
         for url, patches in by_registry.items():
             verbosity.detail(f"registry {url}")
             client = stack.enter_context(RegistryClient(url))
-            signed = _signed_index(client.base_url)
+            signed = _signed_index(client.base_url, offline_ok=True)
             for action in _plan_upgrade(client, target, patches, signed):
                 planned[action.name] = (action, client, signed)
         actions = [planned[patch.name][0] for patch in chosen if patch is not None]
@@ -429,11 +429,16 @@ def _newer(latest: str, installed: str) -> bool:
     return bool(parse_version(latest) > parse_version(installed))
 
 
-def _signed_index(registry: str) -> Any:
+def _signed_index(registry: str, *, offline_ok: bool = False) -> Any:
     """The registry's refreshed signed index (`StaleIndexError`, exit 9, when expired or
-    rolled back), or None when it has never signed one."""
+    rolled back), or None when it has never signed one. With `offline_ok`, None under
+    `PPATCH_OFFLINE` too: install and upgrade then work from the cached package indexes and
+    the blob cache as before, with nothing to refresh the signed index from."""
+    from ppatch import constants
     from ppatch.registry.signed_index import refreshed_signed_index
 
+    if offline_ok and constants.offline():
+        return None
     return refreshed_signed_index(registry)
 
 
