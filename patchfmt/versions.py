@@ -169,7 +169,9 @@ class VersionRange:
                 f"invalid version range {text!r}: expected an npm range such as '1.2', "
                 "'1.2.3', '^1.2', '~1.2.3', '>=1.0.0 <2.0.0', '*' or 'latest'"
             ) from None
-        alternatives = _alternatives(spec.clause)
+        # NpmSpec reads `*` as `>=0.0.0`, which would keep 0.0.0's own pre-releases out even
+        # when pre-releases are asked for; npm's `*` accepts every version.
+        alternatives = None if spec_text in ("*", "x", "X") else _alternatives(spec.clause)
         return cls(text=stripped, exact=_pinned(stripped), _alternatives=alternatives)
 
     @property

@@ -6,11 +6,24 @@ writes the user's real state and tests cannot see each other's files.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# Hypothesis profiles, chosen with HYPOTHESIS_PROFILE (`.ci/run` sets "ci"):
+# - "ci": derandomized, so a CI run is reproducible (the same examples every run, and a failure
+#   found once is found again); no deadline, because on a shared 2-core machine a 200 ms deadline
+#   fails on scheduling noise rather than on slow code (speed is benchmarks/' business).
+# - "dev" (the default): random examples, so local runs keep exploring new inputs; a 2 s
+#   deadline still reports an example that hangs.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=timedelta(seconds=2), print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,9 @@
 """Fixtures for the client's tests: tiny models, signed patches, and a real registry.
 
-The registry is `ppatch-registry serve` in a subprocess on a free loopback port with its own
-`PPATCH_REGISTRY_HOME`, set up once per session with the `ppatch-registry` admin commands and
-loaded with the packages the end-to-end tests read. Tests that change the registry (yank, tamper,
-key rotation) use packages of their own, so no test depends on another's order.
+The registry is `ppatch-registry serve` in a subprocess on a loopback port it binds itself, with
+its own `PPATCH_REGISTRY_HOME`, set up once per session with the `ppatch-registry` admin
+commands and loaded with the packages the end-to-end tests read. Tests that change the registry
+(yank, tamper, key rotation) use packages of their own, so no test depends on another's order.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -36,15 +35,9 @@ from patchfmt import (
 )
 from ppatch.cli.main import main as ppatch_main
 from ppatch.registry.client import RegistryClient
+from tests.ports import port_from_log
 
 TOXICITY_VERSIONS = ("1.2.0", "1.2.1", "1.3.0")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_tiny_model(folder: Path, seed: int) -> Path:
@@ -93,27 +86,38 @@ def build_patch(
 class Registry:
     """A running `ppatch-registry serve` and what the tests need to drive it."""
 
-    url: str
-    port: int
     home: Path
     env: dict[str, str]
     keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    # 0 until the first start, when the server binds a port of its own choosing (no race with
+    # other processes); a restart (`stopped`) binds that same port again, because installed
+    # patches and lockfiles record the registry's URL.
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "registry_server.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
+        log_path = self.home / "serve.log"
+        # A file, not a pipe: a pipe nobody reads fills up and then blocks the server.
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "registry_server.cli", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--log-level", "info"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )  # fmt: skip
+        process = self.process
+        self.port = port_from_log(log_path, lambda: process.poll() is None, after=offset)
+        deadline = time.monotonic() + 60  # a bound for a hung start, not a speed check
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                _, err = self.process.communicate()
-                raise RuntimeError(f"registry exited: {err.decode(errors='replace')}")
+            if process.poll() is not None:
+                raise RuntimeError(f"registry exited: {log_path.read_text(errors='replace')}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
@@ -128,8 +132,6 @@ class Registry:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-            if self.process.stderr is not None:
-                self.process.stderr.close()
             self.process = None
 
     @contextlib.contextmanager
@@ -144,8 +146,13 @@ class Registry:
         """Run a `ppatch-registry` admin command in-process against this registry's home."""
         from registry_server.cli import main as registry_main
 
-        saved = {name: os.environ.get(name) for name in ("PPATCH_REGISTRY_HOME",)}
-        os.environ["PPATCH_REGISTRY_HOME"] = str(self.home)
+        names = ("PPATCH_REGISTRY_HOME", "PPATCH_REGISTRY_DATABASE_URL")
+        saved = {name: os.environ.get(name) for name in names}
+        for name in names:  # the server's own configuration
+            if name in self.env:
+                os.environ[name] = self.env[name]
+            else:
+                os.environ.pop(name, None)
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
@@ -202,13 +209,56 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     )
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory, models: Models) -> Iterator[Registry]:
-    home = tmp_path_factory.mktemp("registry-server")
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def registry_database(backend: str, home: Path) -> Iterator[str | None]:
+    """None for the registry's default (SQLite in its home), or the URL of a PostgreSQL
+    database made for this session alone and dropped afterwards (the `test` database is
+    shared by every developer's runs)."""
+    if backend == "sqlite":
+        yield None
+        return
+    import uuid
+
+    import psycopg
+
+    name = f"ppatch_client_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as error:
+        if os.environ.get("PPATCH_SKIP_POSTGRES") == "1":
+            pytest.skip("PostgreSQL is unreachable and PPATCH_SKIP_POSTGRES=1")
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {error}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, models: Models
+) -> Iterator[Registry]:
+    """The end-to-end registry, once on SQLite and once on PostgreSQL."""
+    home = tmp_path_factory.mktemp(f"registry-server-{request.param}")
+    with registry_database(request.param, home) as database_url:
+        yield from _loaded_registry(home, database_url, models)
+
+
+def _loaded_registry(home: Path, database_url: str | None, models: Models) -> Iterator[Registry]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PPATCH_")}
     env["PPATCH_REGISTRY_HOME"] = str(home)
-    port = free_port()
-    server = Registry(url=f"http://127.0.0.1:{port}", port=port, home=home, env=env)
+    if database_url is not None:
+        env["PPATCH_REGISTRY_DATABASE_URL"] = database_url
+    server = Registry(home=home, env=env)
+    if database_url is not None:
+        server.admin("db", "upgrade")
     for namespace, seed in (("acme", 1), ("beta", 2)):
         server.add_namespace(namespace, Ed25519PrivateKey.from_private_bytes(bytes([seed]) * 32))
     server.start()

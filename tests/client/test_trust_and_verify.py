@@ -8,7 +8,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from patchfmt import FingerprintMismatchError, key_id, public_key_to_pem
+from patchfmt import FingerprintMismatchError, PatchFormatError, key_id, public_key_to_pem
 from ppatch import store, trust
 from ppatch.errors import UsageError, VerificationError
 from ppatch.install import fetch_verified
@@ -184,3 +184,57 @@ def test_a_damaged_cached_blob_is_downloaded_again() -> None:
     path.write_bytes(b"bit rot")
     with pytest.raises(VerificationError, match="the file was changed"):
         fetch_verified(None, pin, MODEL)
+
+
+def forged(data: bytes) -> bytes:
+    """`data` with its manifest's summary changed after signing: the signature names the real,
+    pinned key, but no longer verifies over the manifest (an independent forgery, made with
+    zipfile rather than with patchfmt's writer)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(buffer, "w") as out:
+        for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename == "manifest.json":
+                assert b"for tests" in content
+                content = content.replace(b"for tests", b"FOR TESTS")
+            out.writestr(info, content)
+    return buffer.getvalue()
+
+
+def test_a_pinned_key_whose_signature_does_not_verify_is_refused() -> None:
+    data = forged(build_patch("acme/toxicity", "1.0.0", MODEL, KEY))
+    from patchfmt import read_patch
+
+    patch = read_patch(data)  # well-formed, signed by KEY's id: only the signature is wrong
+    assert patch.signature is not None and patch.signature.key_id == key_id(KEY)
+    with client(FakeRegistry(data, keys_body(KEY))) as registry:
+        trust.ensure_trusted(registry, "acme", key_id(KEY))  # KEY is pinned beforehand
+        # patchfmt's SignatureError or a client VerificationError: either is a refusal.
+        with pytest.raises((VerificationError, PatchFormatError), match="does not verify"):
+            fetch_verified(registry, pin_for(data), MODEL)
+    assert stored_files() == []
+
+
+def test_a_revoked_key_is_never_pinned_on_first_use() -> None:
+    body = keys_body(KEY, OTHER_KEY)
+    body["keys"][1]["active"] = False  # type: ignore[index]
+    with client(FakeRegistry(b"", body)) as registry:
+        pinned = trust.ensure_trusted(registry, "acme", key_id(KEY))
+        assert set(pinned) == {key_id(KEY)}
+        # Refused: as not pinned (KeyChangedError) or as revoked (KeyRevokedError).
+        with pytest.raises(VerificationError):
+            trust.ensure_trusted(registry, "acme", key_id(OTHER_KEY))
+    assert trust.pinned_keys(BASE, "acme") == {key_id(KEY): public_key_to_pem(KEY).decode()}
+
+
+def test_a_patch_signed_by_a_revoked_key_is_refused_at_first_install() -> None:
+    data = build_patch("acme/toxicity", "1.0.0", MODEL, OTHER_KEY)
+    body = keys_body(KEY, OTHER_KEY)
+    body["keys"][1]["active"] = False  # type: ignore[index]
+    with client(FakeRegistry(data, body)) as registry, pytest.raises(VerificationError):
+        fetch_verified(registry, pin_for(data), MODEL)
+    assert stored_files() == []
+    assert key_id(OTHER_KEY) not in (trust.pinned_keys(BASE, "acme") or {})

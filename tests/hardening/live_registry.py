@@ -29,13 +29,13 @@ import patchfmt
 from registry_server import admin
 from registry_server.db import create_registry_engine, session_factory
 from registry_server.migrations import upgrade
+from tests.ports import port_from_log
 
 __all__ = [
     "POSTGRES_ADMIN_URL",
     "LiveRegistry",
     "TcpProxy",
     "build_patch",
-    "free_port",
     "postgres_database",
     "prepare_registry",
 ]
@@ -43,12 +43,6 @@ __all__ = [
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 FINGERPRINT = "sha256:" + "c" * 64
 SERVE = Path(sys.executable).parent / "ppatch-registry"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def build_patch(
@@ -127,7 +121,9 @@ class LiveRegistry:
 
     home: Path
     database_url: str
-    port: int = field(default_factory=free_port)
+    # 0 until the first start, when the server binds a port of its own choosing and the log
+    # says which; a restart after a crash binds that same port again, so clients keep the URL.
+    port: int = 0
     process: subprocess.Popen[bytes] | None = None
     settings: dict[str, str] = field(default_factory=dict)  # more PPATCH_REGISTRY_* variables
 
@@ -160,15 +156,24 @@ class LiveRegistry:
 
     def start(self, timeout: float = 30) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
-                [str(SERVE), "serve", "--port", str(self.port), "--log-level", "warning"],
+                [str(SERVE), "serve", "--port", str(self.port), "--log-level", "info"],
                 env=self.environment(),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
+        process = self.process
+        try:
+            self.port = port_from_log(
+                self.log_path, lambda: process.poll() is None, after=offset, timeout=timeout
+            )
+        except RuntimeError:
+            self.kill()
+            raise
+        deadline = time.monotonic() + timeout  # a bound for a hung start, not a speed check
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ppatch-registry serve exited: {self.log()[-2000:]}")
@@ -180,14 +185,17 @@ class LiveRegistry:
         self.kill()
         raise RuntimeError("ppatch-registry serve did not open its port in time")
 
-    def kill(self) -> None:
-        """SIGKILL, as a crash would: no cleanup runs in the server."""
+    def kill(self) -> int | None:
+        """SIGKILL, as a crash would: no cleanup runs in the server. The server's exit status
+        (-9 when this kill ended it; anything else means it had already exited), or None when
+        no server was running."""
         if self.process is None:
-            return
+            return None
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+        status = self.process.wait(timeout=10)
         self.process = None
+        return status
 
     def fsck(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`ppatch-registry fsck ARGS` on this registry's configuration."""

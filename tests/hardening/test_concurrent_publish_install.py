@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -18,10 +20,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, func, select
 
+import patchfmt
+from patchfmt import fingerprint_model, parse_version
 from registry_server.db import create_registry_engine
 from registry_server.fsck import ProblemKind, check_registry
 from registry_server.models import Artifact, Release
 from registry_server.storage import open_storage
+from tests.client.conftest import write_tiny_model
 from tests.hardening import live_registry as live
 
 PACKAGE = "/api/v1/packages/acme/toxicity"
@@ -80,33 +85,54 @@ def _publish(client: httpx.Client, token: str, data: bytes) -> httpx.Response:
     )
 
 
-def _install_once(client: httpx.Client) -> list[int]:
-    """What `ppatch install` does over HTTP: the index, then every listed blob, hash-checked."""
-    index = client.get(PACKAGE)
-    statuses = [index.status_code]
-    if index.status_code != 200:
-        return statuses
-    for release in index.json()["releases"]:
-        for artifact in release["artifacts"]:
-            blob = client.get(artifact["url"])
-            statuses.append(blob.status_code)
-            if blob.status_code == 200:
-                assert hashlib.sha256(blob.content).hexdigest() == artifact["sha256"]
-    return statuses
+PPATCH = Path(sys.executable).parent / "ppatch"
+
+
+def _install_once(env: dict[str, str], model: Path) -> int:
+    """The real `ppatch install` (its own process and home): it resolves the index, downloads,
+    hash- and signature-checks the blob and records it, or exits non-zero saying why."""
+    result = subprocess.run(
+        [str(PPATCH), "install", "acme/toxicity", "--model", str(model)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # Before the first publish the package does not exist yet: exit 4, nothing else.
+    assert result.returncode in (0, 4), result.stderr
+    return result.returncode
+
+
+def _installed(env: dict[str, str], model: Path) -> list[tuple[str, str, str]]:
+    result = subprocess.run(
+        [str(PPATCH), "list", "--model", str(model), "--json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return [(p["name"], p["version"], p["sha256"]) for p in json.loads(result.stdout)["patches"]]
 
 
 def test_publishers_and_installers_in_parallel(
-    registry: Registry, make_patch: Callable[..., bytes]
+    registry: Registry, make_patch: Callable[..., bytes], tmp_path: Path
 ) -> None:
     registry.server.start()
     started = time.monotonic()
-    publishers, installers, per_publisher = 8, 8, 3
+    publishers, installers, per_publisher = 8, 4, 3
+    model = write_tiny_model(tmp_path / "model", seed=4)
+    fingerprint = fingerprint_model(model, cache_dir=tmp_path / "fingerprints")
     patches = [
-        [make_patch(version=f"1.{p}.{i}", seed=100 * p + i) for i in range(per_publisher)]
+        [
+            make_patch(version=f"1.{p}.{i}", seed=100 * p + i, fingerprint=fingerprint)
+            for i in range(per_publisher)
+        ]
         for p in range(publishers)
     ]
     publish_statuses: list[int] = []
     install_statuses: list[int] = []
+    homes = [tmp_path / f"client-{number}" for number in range(installers)]
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("PPATCH_")}
+    envs = [
+        {**base_env, "PPATCH_HOME": str(home), "PPATCH_REGISTRY": registry.url,
+         "PPATCH_NO_PROGRESS": "1"}
+        for home in homes
+    ]  # fmt: skip
     errors: list[BaseException] = []
     done = threading.Event()
     start = threading.Barrier(publishers + installers)
@@ -120,18 +146,17 @@ def test_publishers_and_installers_in_parallel(
         except BaseException as error:
             errors.append(error)
 
-    def installer() -> None:
+    def installer(env: dict[str, str]) -> None:
         try:
-            with httpx.Client(base_url=registry.url, timeout=60) as client:
-                start.wait()
-                while not done.is_set():
-                    install_statuses.extend(_install_once(client))
-                install_statuses.extend(_install_once(client))
+            start.wait()
+            while not done.is_set():
+                install_statuses.append(_install_once(env, model))
+            install_statuses.append(_install_once(env, model))
         except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=publisher, args=(mine,)) for mine in patches]
-    readers = [threading.Thread(target=installer) for _ in range(installers)]
+    readers = [threading.Thread(target=installer, args=(env,)) for env in envs]
     for thread in threads + readers:
         thread.start()
     for thread in threads:
@@ -142,15 +167,27 @@ def test_publishers_and_installers_in_parallel(
     elapsed = time.monotonic() - started
 
     assert not errors, errors
-    assert not [s for s in publish_statuses + install_statuses if s >= 500]
+    assert not [s for s in publish_statuses if s >= 500]
     assert len(publish_statuses) == publishers * per_publisher
     # Distinct versions never conflict: every publish is a success, and only they are rows.
     assert set(publish_statuses) == {201}
     # No lost and no duplicated rows: one release and one artifact per version published.
     assert registry.rows() == (len(publish_statuses),) * 3
-    # Readers only ever see a missing package (before the first publish) or whole releases.
-    assert set(install_statuses) <= {200, 404}
-    assert install_statuses.count(200) > installers
+    # Installs only ever found no package yet (exit 4) or installed a whole, verified release;
+    # the last install of each client, after every publish, holds the newest version.
+    assert set(install_statuses) <= {0, 4}
+    newest = max(
+        (data for mine in patches for data in mine),
+        key=lambda data: parse_version(str(patchfmt.read_patch(data).manifest.version)),
+    )
+    expected = (
+        "acme/toxicity",
+        str(patchfmt.read_patch(newest).manifest.version),
+        hashlib.sha256(newest).hexdigest(),
+    )
+    for env in envs:
+        assert _installed(env, model) == [expected]
+    assert install_statuses.count(0) >= installers
     assert registry.problems() == []
     # The operator's view agrees: the real `fsck` command on the server's own configuration.
     fsck = registry.server.fsck("--json")
@@ -159,5 +196,5 @@ def test_publishers_and_installers_in_parallel(
     backend = registry.server.database_url.split(":", 1)[0].split("+", 1)[0]
     sys.stdout.write(
         f"\n{backend}: {len(publish_statuses)} publishes (all 201) and "
-        f"{len(install_statuses)} install requests in {elapsed:.1f} s, no 5xx, fsck clean\n"
+        f"{len(install_statuses)} `ppatch install` runs in {elapsed:.1f} s, no 5xx, fsck clean\n"
     )

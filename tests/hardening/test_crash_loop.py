@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import signal
 import sys
 import threading
 import time
@@ -42,8 +43,11 @@ def _multipart(data: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def _slow_upload(url: str, token: str, data: bytes, sent: threading.Event) -> None:
-    """Send the upload in CHUNKS pieces with pauses, setting `sent` once every byte is out."""
+def _slow_upload(
+    url: str, token: str, data: bytes, sent: threading.Event, answers: list[int]
+) -> None:
+    """Send the upload in CHUNKS pieces with pauses, setting `sent` once every byte is out;
+    the status of an answer, if one comes back, is appended to `answers`."""
     body, content_type = _multipart(data)
     step = len(body) // CHUNKS + 1
 
@@ -55,12 +59,22 @@ def _slow_upload(url: str, token: str, data: bytes, sent: threading.Event) -> No
 
     headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
     with suppress(httpx.HTTPError):  # the server is killed under us: that is the point
-        httpx.post(
+        response = httpx.post(
             f"{url}/api/v1/packages/acme/toxicity/releases",
             content=pieces(),
             headers={**headers, "Content-Length": str(len(body))},
             timeout=10,
         )
+        answers.append(response.status_code)
+
+
+def _wait_for_spool_file(spool: Path, timeout: float = 10) -> None:
+    """Until the server has begun this upload: its first act is to create the spool file the
+    body streams into (registry_server/upload.py). A bound, not a speed check."""
+    deadline = time.monotonic() + timeout
+    while not any(spool.glob("upload-*")):
+        assert time.monotonic() < deadline, "the server never began the upload"
+        time.sleep(0.005)
 
 
 def test_kill_9_mid_upload_leaves_nothing_partial(sqlite_url: str, tmp_path: Path) -> None:
@@ -83,16 +97,28 @@ def test_kill_9_mid_upload_leaves_nothing_partial(sqlite_url: str, tmp_path: Pat
             version = f"1.0.{iteration}"
             data = live.build_patch(key, version, seed=iteration, size=4000)  # ~130 KB
             sent = threading.Event()
-            upload = threading.Thread(target=_slow_upload, args=(registry.url, token, data, sent))
+            answers: list[int] = []
+            upload = threading.Thread(
+                target=_slow_upload, args=(registry.url, token, data, sent, answers)
+            )
             upload.start()
+            _wait_for_spool_file(spool)  # the marker: the server is inside the upload
             # Mostly mid-body; one time in four just after the last byte, mid-processing.
-            if rng.random() < 0.25:
+            after_body = rng.random() < 0.25
+            if after_body:
                 sent.wait(timeout=10)
-                killed_after_body += 1
             else:
-                time.sleep(rng.uniform(0.05, 0.5))
-            registry.kill()
+                time.sleep(rng.uniform(0.0, 0.3))
+            # The kill landed: it, not an earlier exit, ended the server...
+            assert registry.kill() == -signal.SIGKILL, f"iteration {iteration}"
             upload.join(timeout=15)
+            # ...before the server answered (mid-body, with 64 paced chunks, it cannot have).
+            # Just after the last byte the server may finish first; such an iteration is
+            # counted, and the kill did land mid-operation only when no answer came.
+            if after_body:
+                killed_after_body += not answers
+            else:
+                assert answers == [], f"iteration {iteration}: answered {answers} before the kill"
 
             registry.start()
             with httpx.Client(base_url=registry.url, timeout=10) as client:

@@ -26,7 +26,7 @@ from tests.hardening import live_registry as live
 pytestmark = pytest.mark.postgres
 
 Request = Callable[[httpx.Client], httpx.Response]
-REQUEST_TIMEOUT = 5  # loopback answers take milliseconds; longer is a hang
+REQUEST_TIMEOUT = 30  # loopback answers take milliseconds; 30 s tells a hang from a loaded machine
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,10 @@ def _terminate_backends(database_url: str) -> int:
 
 
 TERMINATING = 2.0  # seconds of backend terminations, one round every 100 ms
-RECOVERY = 5.0  # seconds the same process may take to serve everything again
+# Recovery needs no waiting of its own: the pool's pre-ping replaces a terminated connection at
+# the next checkout. This bound only tells "never recovers" from "recovered" on a shared, loaded
+# machine; how fast recovery is belongs in benchmarks/, not in a pass/fail test.
+RECOVERY = 60.0
 ANSWERS = {200, 201, 304}  # every request asks for something that exists
 PROBES = ("healthz", "metrics")  # their 503 is the answer, not a hint to retry
 

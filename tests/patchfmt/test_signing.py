@@ -183,3 +183,56 @@ def test_malformed_signature_json(data: bytes, fragment: str) -> None:
         Signature.from_json_bytes(data)
     assert str(caught.value).startswith("signature.json: ")
     assert fragment in str(caught.value)
+
+
+def test_public_pem_is_the_same_from_either_half_of_a_pair(private_key: Ed25519PrivateKey) -> None:
+    from_public = public_key_to_pem(private_key.public_key())
+    assert from_public == public_key_to_pem(private_key)
+    assert key_id(load_public_key(from_public)) == key_id(private_key)
+
+
+def test_signature_json_of_exactly_the_limit_is_read() -> None:
+    # JSON allows whitespace after the object: pad the canonical form to 4096 bytes exactly.
+    data = json.dumps(VALID).encode()
+    assert Signature.from_json_bytes(data + b" " * (4096 - len(data))).key_id == VALID["key_id"]
+    with pytest.raises(SignatureError, match="is 4097 bytes; at most 4096"):
+        Signature.from_json_bytes(data + b" " * (4097 - len(data)))
+
+
+def test_a_malformed_signature_error_carries_the_claimed_key_id() -> None:
+    with pytest.raises(SignatureError) as caught:
+        Signature.from_json_bytes(json.dumps(VALID | {"signature": "b" * 64}).encode())
+    assert caught.value.key_id == VALID["key_id"]
+    # The field, then pydantic's message without its "Value error, " prefix.
+    assert "(signature: expected 128 lowercase hex digits" in str(caught.value)
+    with pytest.raises(SignatureError) as caught:
+        Signature.from_json_bytes(json.dumps(VALID | {"key_id": 7}).encode())
+    assert caught.value.key_id is None
+
+
+def test_refusals_name_the_key_and_the_trusted_keys(
+    manifest: Manifest, private_key: Ed25519PrivateKey
+) -> None:
+    data = manifest.canonical_bytes()
+    signature = sign_manifest(data, private_key)
+    signer = key_id(private_key)
+    with pytest.raises(SignatureError) as caught:
+        verify_signature(data, signature, {})
+    assert str(caught.value) == (
+        f"signed by key {signer!r}, which is not trusted (trusted keys: none)"
+    )
+    first, second = generate_private_key(), generate_private_key()
+    trusted = {key_id(k): k.public_key() for k in (first, second)}
+    with pytest.raises(SignatureError) as caught:
+        verify_signature(data, signature, trusted)
+    assert f"(trusted keys: {', '.join(sorted(trusted))})" in str(caught.value)
+    impostor = generate_private_key().public_key()
+    with pytest.raises(SignatureError) as caught:
+        verify_signature(data, signature, {signer: impostor})
+    assert caught.value.key_id == signer
+    assert str(caught.value).endswith("fix the trust list")
+    changed = manifest.model_copy(update={"version": "1.2.1"}).canonical_bytes()
+    with pytest.raises(SignatureError) as caught:
+        verify_signature(changed, signature, {signer: private_key.public_key()})
+    assert caught.value.key_id == signer
+    assert str(caught.value).endswith("(the manifest or the signature was changed after signing)")

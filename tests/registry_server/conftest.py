@@ -36,6 +36,7 @@ from registry_server.db import create_registry_engine, session_factory
 from registry_server.main import create_app
 from registry_server.migrations import upgrade
 from registry_server.models import Base
+from tests.ports import uvicorn_port
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 FP_A = "sha256:" + "a" * 64
@@ -276,18 +277,18 @@ class LiveServer:
 
 
 def start_live_server(app: FastAPI) -> LiveServer:
-    """uvicorn serving `app` on a free loopback port, in a thread of this process."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    """uvicorn serving `app` on a loopback port it binds itself (port 0, read back), in a
+    thread of this process."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 10  # a bound for a hung start, not a speed check
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    return LiveServer(f"http://127.0.0.1:{port}", server, thread)
+    return LiveServer(f"http://127.0.0.1:{uvicorn_port(server)}", server, thread)
 
 
 def stop_live_server(live: LiveServer) -> None:

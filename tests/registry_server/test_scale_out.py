@@ -14,7 +14,7 @@ import boto3
 import httpx
 import pytest
 
-from .conftest import free_port
+from tests.ports import port_from_log
 
 
 @pytest.fixture
@@ -29,7 +29,6 @@ def two_servers(acme, moto_endpoint, tmp_path) -> Iterator[tuple[str, str, str]]
     ).create_bucket(Bucket=bucket)
     processes, urls = [], []
     for number in range(2):
-        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PPATCH_REGISTRY_")}
         env.update(
             PPATCH_REGISTRY_HOME=str(tmp_path / f"node{number}"),
@@ -39,23 +38,15 @@ def two_servers(acme, moto_endpoint, tmp_path) -> Iterator[tuple[str, str, str]]
             AWS_ACCESS_KEY_ID="testing",
             AWS_SECRET_ACCESS_KEY="testing",
         )
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "registry_server.cli",
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        log_path = tmp_path / f"node{number}.log"
+        with log_path.open("wb") as log:  # port 0: each server binds a port of its own
+            process = subprocess.Popen(
+                [sys.executable, "-m", "registry_server.cli", "serve", "--port", "0",
+                 "--log-level", "info"],
+                env=env, stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        processes.append(process)
+        port = port_from_log(log_path, lambda process=process: process.poll() is None)
         urls.append(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 60

@@ -113,6 +113,30 @@ def test_updates_answers_a_batch_in_one_round_trip(catalogue) -> None:
     assert results[1]["latest_artifact"]["fingerprint"] == FP_B
 
 
+def test_updates_never_offer_a_yanked_release(catalogue) -> None:
+    # For FP_A the releases are 1.0.0 and 1.1.0 (1.2.0 is FP_B's, 2.0.0-rc.1 a pre-release).
+    def latest() -> list[object]:
+        response = catalogue.client.post(
+            "/api/v1/updates",
+            json={
+                "installed": [{"name": "acme/toxicity", "version": "1.0.0", "fingerprint": FP_A}]
+            },
+        )
+        assert response.status_code == 200, response.text
+        (result,) = response.json()["results"]
+        return [result["latest"], result["yanked"]]
+
+    assert latest() == ["1.1.0", False]
+    for version, expected in (("1.1.0", ["1.0.0", False]), ("1.0.0", [None, True])):
+        yanked = catalogue.client.post(
+            f"/api/v1/packages/acme/toxicity/releases/{version}/yank",
+            json={"reason": "withdrawn"},
+            headers=catalogue.auth(scope="yank"),
+        )
+        assert yanked.status_code == 200, yanked.text
+        assert latest() == expected
+
+
 @pytest.mark.parametrize(
     "body",
     [

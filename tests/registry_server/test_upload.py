@@ -43,7 +43,7 @@ def test_same_bytes_again_is_a_no_op(acme, make_patch) -> None:
     etag = acme.client.get("/api/v1/packages/acme/toxicity").headers["etag"]
     again = acme.upload(data)
     assert again.status_code == 200
-    assert again.json()["sha256"] == acme.upload(data).json()["sha256"]
+    assert again.json()["sha256"] == hashlib.sha256(data).hexdigest()
     assert _rows(acme, Artifact) == 1
     assert acme.client.get("/api/v1/packages/acme/toxicity").headers["etag"] == etag
 
@@ -172,6 +172,36 @@ def test_signature_by_unregistered_key_is_422(acme, make_patch, other_key) -> No
     error = response.json()["error"]
     assert error["code"] == "invalid_signature"
     assert "not registered" in error["message"]
+    _assert_nothing_stored(acme)
+
+
+def _forged(data: bytes) -> bytes:
+    """The manifest changed after signing, the signature kept: it names the registered key but
+    does not verify (docs/registry.md: `422 invalid_signature`, "a bad signature")."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(buffer, "w") as out:
+        for info in source.infolist():  # the same entry headers: the canonical layout holds
+            content = source.read(info.filename)
+            if info.filename == "manifest.json":
+                assert b"Lowers toxicity" in content
+                content = content.replace(b"Lowers toxicity", b"Raises toxicity")
+            out.writestr(info, content)
+    return buffer.getvalue()
+
+
+def test_bad_signature_by_the_registered_key_is_422(acme, make_patch, signing_key) -> None:
+    import patchfmt
+
+    data = _forged(make_patch())
+    # The forgery is a well-formed patch naming the namespace's own key: only the signature
+    # check can refuse it.
+    assert patchfmt.read_patch(data).signature.key_id == patchfmt.key_id(signing_key)
+    response = acme.upload(data)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_signature"
+    assert "signature" in error["message"]
+    assert "not registered" not in error["message"] and "revoked" not in error["message"]
     _assert_nothing_stored(acme)
 
 

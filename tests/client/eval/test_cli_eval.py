@@ -10,6 +10,8 @@ import pytest
 from ppatch.cli.main import main
 from ppatch.errors import ExitCode
 from ppatch.eval.runner import parse_system
+from ppatch.miniature.world import save_untrained_model
+from tests.client.eval.conftest import write_patch_for
 
 
 def _jsonl(path: Path, records: list[object]) -> Path:
@@ -388,3 +390,64 @@ def test_patch_spec_resolves_to_the_installed_patch(
 
 def _metrics_of(report: Path) -> list[dict[str, float]]:
     return [s["metrics"] for s in json.loads((report / "report.json").read_text())["systems"]]
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained two-label classifier: its scores vary continuously with the text, so any
+    change in what a system generates shows in the toxicity measures."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from ppatch.miniature.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, intermediate_size=32, pad_token_id=tokenizer.pad_token_id,
+        num_labels=2, id2label={0: "neutral", 1: "toxic"}, label2id={"neutral": 0, "toxic": 1},
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("classifier") / "toxic-clf"
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sharp_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained model whose matrices are scaled up 20 times. At initialisation scale the
+    logits are nearly uniform, so seeded sampling picks the same tokens whatever the context and
+    a patch could not show in generated text; scaled, the context (and so the patch) decides."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = save_untrained_model(tmp_path_factory.mktemp("sharp") / "model", seed=1)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.mul_(20.0)
+    model.save_pretrained(path)
+    return path
+
+
+def test_a_patched_system_generates_with_its_patch(
+    sharp_model: Path, tiny_classifier: Path, toxicity_prompts: Path, tmp_path: Path
+) -> None:
+    patch = write_patch_for(sharp_model, tmp_path / "detox.ppatch")
+    # The same model twice, sampling with the same seed: only the patch can tell them apart.
+    out = tmp_path / "report"
+    code = main(
+        _eval(
+            "--compare", str(sharp_model), f"{sharp_model}+{patch}", str(sharp_model),
+            "--suite", "toxicity", "--prompts", str(toxicity_prompts),
+            "--scorer", str(tiny_classifier), "-o", str(out),
+        )
+    )  # fmt: skip
+    assert code == 0
+    bare, patched, bare_again = json.loads((out / "report.json").read_text())["systems"]
+    assert bare["metrics"] == bare_again["metrics"]  # the comparison is not noise
+    assert bare["examples"] == bare_again["examples"]
+    assert patched["examples"] != bare["examples"]
+    assert patched["metrics"]["mean_toxicity"] != bare["metrics"]["mean_toxicity"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from ppatch.registry.errors import (
 from ppatch.registry.json_transport import JsonTransport
 from ppatch.registry.update_check import UPDATES_PATH, check_updates
 from tests.client.http_servers import serving
+from tests.ports import refused_port
 
 INSTALLED = [{"name": "acme/toxicity", "version": "1.2.1", "fingerprint": "sha256:" + "a" * 64}]
 RESULTS = {"results": [{"name": "acme/toxicity", "latest": "1.3.0", "found": True}, "junk"]}
@@ -126,12 +126,6 @@ def updates(client: JsonTransport, *, idempotent: bool = True) -> dict[str, Any]
                           idempotent=idempotent)  # fmt: skip
 
 
-def refused_url() -> str:
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 def test_posts_json_with_the_client_headers_and_returns_the_object(server: str) -> None:
     client, pauses = transport(server, token="secret")
     assert updates(client) == RESULTS
@@ -208,10 +202,11 @@ def test_a_non_idempotent_request_is_not_retried_after_a_5xx(server: str) -> Non
 
 @pytest.mark.parametrize("idempotent", [True, False])
 def test_a_refused_connection_is_retried_then_a_network_error(idempotent: bool) -> None:
-    url = refused_url()
-    client, pauses = transport(url)
-    with pytest.raises(NetworkError, match=f"cannot reach the registry at '{url}'") as caught:
-        updates(client, idempotent=idempotent)
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        client, pauses = transport(url)
+        with pytest.raises(NetworkError, match=f"cannot reach the registry at '{url}'") as caught:
+            updates(client, idempotent=idempotent)
     assert caught.value.exit_code == ExitCode.NETWORK
     # Nothing was sent, so even a non-idempotent request is tried again.
     assert pauses == [0.25, 0.5]
