@@ -550,4 +550,4 @@ def test_fingerprint_of_a_gguf_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     described = json.loads(out)
     assert described["files"] == ["model.gguf"]
     assert described["size"] == model.stat().st_size
-    assert described["path"] == str(model.resolve())
+    assert described["model"] == str(model.resolve())
