@@ -5,6 +5,7 @@ Everything runs against a local `ppatch-registry serve` started here in a tempor
 so the figures measure the client, not a network. Run:
 
     .venv/bin/python benchmarks/client.py [--repeat 5] [--outdated-only] [--signed]
+        [--baseline DIR]
 
 `import_httpx_s` and `import_http_client_s` are what loading each HTTP stack costs (interpreter
 start-up included); `httpx_stream_mb_per_s` downloads the 50 MB artifact through httpx's
@@ -20,6 +21,14 @@ again, which an installed wheel never does, so `outdated_cached_bytecode_s` repe
 measurement with a bytecode cache (PYTHONPYCACHEPREFIX in the temporary folder, warmed first).
 The `_cpu_s` figures (user + system time of the command) move less than wall times when other
 work shares the machine.
+
+`--baseline DIR` also times `outdated` with another version of the client, in the same run and
+against the same registry, alternating one run each: DIR holds a `ppatch` entry (a symlink to
+another checkout's `client/`), put first on PYTHONPATH. For example, before and after a change:
+
+    git archive OLD | tar -x -C /tmp/old && mkdir /tmp/old/path
+    ln -s /tmp/old/client /tmp/old/path/ppatch
+    .venv/bin/python benchmarks/client.py --outdated-only --signed --baseline /tmp/old/path
 
 Targets (docs/cli.md, docs/architecture.md): `outdated` under 0.3 s including interpreter
 start-up; the download stage of an install at least 0.8x curl's throughput.
@@ -152,10 +161,19 @@ def main() -> int:
         "--outdated-only", action="store_true", help="skip the 50 MB download measurements"
     )
     parser.add_argument("--signed", action="store_true", help="the registry signs its index")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="DIR", help="also time outdated with the client in DIR"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ppatch-bench-"))
     try:
-        return run(root, args.repeat, outdated_only=args.outdated_only, signed=args.signed)
+        return run(
+            root,
+            args.repeat,
+            outdated_only=args.outdated_only,
+            signed=args.signed,
+            baseline=args.baseline,
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -169,7 +187,30 @@ def imports_httpx(ppatch: list[str], argv: list[str], env: dict[str, str]) -> bo
     return any(line.split("|")[-1].strip() == "httpx" for line in done.stderr.splitlines())
 
 
-def run(root: Path, repeat: int, *, outdated_only: bool = False, signed: bool = False) -> int:
+def alternating(
+    commands: list[tuple[list[str], dict[str, str]]], repeat: int
+) -> list[tuple[float, float]]:
+    """(median wall, median CPU) seconds of each command, run in turn `repeat` times, so that
+    a change in the machine's load weighs on all of them alike."""
+    walls: list[list[float]] = [[] for _ in commands]
+    cpus: list[list[float]] = [[] for _ in commands]
+    for _ in range(repeat):
+        for position, (command, env) in enumerate(commands):
+            walls[position].append(timed(command, env, 1, lambda c: c == 0, cpus[position]))
+    return [
+        (statistics.median(wall), statistics.median(cpu))
+        for wall, cpu in zip(walls, cpus, strict=True)
+    ]
+
+
+def run(
+    root: Path,
+    repeat: int,
+    *,
+    outdated_only: bool = False,
+    signed: bool = False,
+    baseline: Path | None = None,
+) -> int:
     registry_home, client_home, model = root / "registry", root / "client", root / "model"
     registry_home.mkdir()
     model.mkdir()
@@ -230,6 +271,22 @@ def run(root: Path, repeat: int, *, outdated_only: bool = False, signed: bool = 
             "outdated_imports_httpx": imports_httpx(ppatch, outdated_argv, env),
             "signed_index": signed,
         }
+        if baseline is not None:
+            baseline_env = {**env, "PYTHONPATH": str(baseline.resolve())}
+            command = [*ppatch, *outdated_argv]
+            timed(command, baseline_env, 1, lambda c: c == 0)  # the baseline's first contact
+            (this_wall, this_cpu), (base_wall, base_cpu) = alternating(
+                [(command, env), (command, baseline_env)], repeat
+            )
+            figures.update(
+                {
+                    "alternating_outdated_s": round(this_wall, 3),
+                    "alternating_outdated_cpu_s": round(this_cpu, 3),
+                    "alternating_baseline_outdated_s": round(base_wall, 3),
+                    "alternating_baseline_outdated_cpu_s": round(base_cpu, 3),
+                    "baseline": str(baseline),
+                }
+            )
         if not outdated_only:
             figures.update(download_figures(root, url, token, fingerprint, key, model, env, repeat))
     print(json.dumps(figures, indent=2))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from patchfmt import PackageSpec
     from ppatch.lockfile import Lockfile
     from ppatch.registry.client import RegistryClient
+    from ppatch.registry.signed_index import SignedIndex
 
 __all__ = [
     "ModelTarget",
@@ -92,9 +93,60 @@ def _known_names(client: RegistryClient, name: str) -> list[str]:
 
 
 def resolve_spec(
-    client: RegistryClient, spec: PackageSpec, fingerprint: str, *, allow_prerelease: bool = False
+    client: RegistryClient,
+    spec: PackageSpec,
+    fingerprint: str,
+    *,
+    allow_prerelease: bool = False,
+    signed: SignedIndex | None = None,
 ) -> Resolution:
-    """Fetch the indexes a spec needs and resolve it (see `ppatch.resolver.resolve`)."""
+    """Fetch the indexes a spec needs and resolve it (see `ppatch.resolver.resolve`).
+
+    With the registry's `signed` index, the same spec is resolved again over the signed
+    targets, and the answer is refused unless both lead to the same artifact (same version,
+    fingerprint, sha256 and length); the yank state and its warning are the signed ones."""
+    resolution = _resolve_unsigned(client, spec, fingerprint, allow_prerelease=allow_prerelease)
+    if signed is None:
+        return resolution
+    return _confirmed(resolution, spec, fingerprint, signed, allow_prerelease=allow_prerelease)
+
+
+def _confirmed(
+    resolution: Resolution,
+    spec: PackageSpec,
+    fingerprint: str,
+    signed: SignedIndex,
+    *,
+    allow_prerelease: bool,
+) -> Resolution:
+    from ppatch.signed_check import mismatch
+
+    pin = resolution.pin
+    signed_index = signed.package_index(pin.namespace, pin.name)
+    try:
+        signed_resolution: Resolution | None = resolve(
+            spec, {pin.full_name: signed_index}, fingerprint, allow_prerelease=allow_prerelease
+        )
+    except (NotFoundError, UsageError):
+        signed_resolution = None
+    problem = mismatch(
+        pin, signed_resolution.pin if signed_resolution else None, signed_index, signed.base_url
+    )
+    if problem is not None:
+        raise VerificationError(problem)
+    assert signed_resolution is not None
+    confirmed = replace(
+        pin,
+        yanked=signed_resolution.pin.yanked,
+        yanked_reason=signed_resolution.pin.yanked_reason,
+        key_id=signed_resolution.pin.key_id,
+    )
+    return Resolution(confirmed, signed_resolution.warnings)
+
+
+def _resolve_unsigned(
+    client: RegistryClient, spec: PackageSpec, fingerprint: str, *, allow_prerelease: bool
+) -> Resolution:
     indexes: dict[str, Any] = {}
     if spec.namespace:
         with contextlib.suppress(RegistryNotFoundError):
@@ -113,10 +165,14 @@ def resolve_spec(
     return resolve(spec, indexes, fingerprint, allow_prerelease=allow_prerelease, known_names=known)
 
 
-def is_yanked(client: RegistryClient, patch: store.InstalledPatch) -> bool:
-    """Whether the registry now marks the installed version of `patch` as yanked."""
+def is_yanked(
+    client: RegistryClient, patch: store.InstalledPatch, signed: SignedIndex | None = None
+) -> bool:
+    """Whether the registry now marks the installed version of `patch` as yanked: as its
+    `signed` index says when given, not its unsigned package index."""
     namespace, name = patch.name.split("/", 1)
-    for release in client.get_index(namespace, name).get("releases", []):
+    index = signed.package_index(namespace, name) if signed else client.get_index(namespace, name)
+    for release in index.get("releases", []):
         if release.get("version") == patch.version:
             return bool(release.get("yanked"))
     return False
@@ -145,8 +201,14 @@ def _check_identity(patch: Any, pin: Pin) -> None:
         )
 
 
-def fetch_verified(client: RegistryClient | None, pin: Pin, fingerprint: str) -> Path:
-    """The verified blob of `pin` in the store, downloading it when it is not there yet."""
+def fetch_verified(
+    client: RegistryClient | None,
+    pin: Pin,
+    fingerprint: str,
+    signed: SignedIndex | None = None,
+) -> Path:
+    """The verified blob of `pin` in the store, downloading it when it is not there yet; the
+    namespace's keys come from the registry's `signed` index when given."""
     if store.has_blob(pin.sha256):
         path = store.blob_path(pin.sha256)
         try:
@@ -179,7 +241,7 @@ def fetch_verified(client: RegistryClient | None, pin: Pin, fingerprint: str) ->
         _check_identity(patch, pin)
         if patch.signature is None:
             raise VerificationError(f"{pin.full_name} {pin.version} is not signed")
-        pinned = ensure_trusted(client, pin.namespace, patch.signature.key_id)
+        pinned = ensure_trusted(client, pin.namespace, patch.signature.key_id, signed)
         verify_patch(patch, public_keys(pinned))
         check_fingerprint(patch.manifest, fingerprint)
         return store.store_blob(temporary, pin.sha256)
@@ -207,14 +269,26 @@ def carry_out(
     target: ModelTarget,
     actions: Sequence[InstallAction],
     registry: str | None,
+    signed: SignedIndex | None = None,
 ) -> None:
     """Download and verify everything first; record the lot only when all of it passed."""
     changing = changes(actions)
     for action in changing:
         assert action.pin is not None
-        fetch_verified(client, action.pin, target.fingerprint)
+        fetch_verified(client, action.pin, target.fingerprint, signed)
     if changing:
         record(target, [action.installed_entry(registry) for action in changing])
+
+
+def _check_signed(pin: Pin, signed: SignedIndex) -> None:
+    """Refuse a lockfile's artifact that the registry's signed index does not have as is."""
+    info = signed.artifact(pin.namespace, pin.name, pin.version, pin.fingerprint)
+    if (info.sha256, info.length) != (pin.sha256, pin.size):
+        raise VerificationError(
+            f"lockfile entry {pin.full_name} {pin.version} has sha256 {pin.sha256} ({pin.size} "
+            f"bytes) but the signed index of {signed.base_url} has sha256 {info.sha256} "
+            f"({info.length} bytes)"
+        )
 
 
 def install_locked(
@@ -230,6 +304,7 @@ def install_locked(
     there, else downloaded from `registry` (or the entry's own) and verified. Nothing is
     recorded unless every file passed. Returns the plan, carried out unless `dry_run`."""
     from ppatch.registry.client import RegistryClient
+    from ppatch.registry.signed_index import refreshed_signed_index
 
     if locked.fingerprint != target.fingerprint:
         raise VerificationError(
@@ -240,22 +315,27 @@ def install_locked(
     actions = plan_lockfile(state, locked.entries, target.fingerprint, yank_state or unknown_yanks)
     entries = {entry.name: entry for entry in locked.entries}
     clients: dict[str, RegistryClient] = {}
+    signed_indexes: dict[str, SignedIndex | None] = {}
     try:
         for action in changes(actions):
             assert action.pin is not None
             entry = entries[action.name]
             source_client = None
+            signed = None
             if not store.has_blob(entry.sha256):
                 url = config.resolve_registry(registry or entry.registry)
                 if url not in clients:
                     clients[url] = RegistryClient(url)
-                source_client = clients[url]
+                    signed_indexes[url] = refreshed_signed_index(clients[url].base_url)
+                source_client, signed = clients[url], signed_indexes[url]
                 if entry.size is None:
                     raise UsageError(
                         f"lockfile entry {entry.name} has no size; cannot verify a download"
                     )
+                if signed is not None:
+                    _check_signed(action.pin, signed)
             if not dry_run:
-                fetch_verified(source_client, action.pin, target.fingerprint)
+                fetch_verified(source_client, action.pin, target.fingerprint, signed)
     finally:
         for client in clients.values():
             client.close()

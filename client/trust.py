@@ -28,6 +28,7 @@ from ppatch.errors import NotFoundError, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
+    from ppatch.registry.signed_index import SignedIndex
 
 __all__ = [
     "KeyChangedError",
@@ -173,9 +174,12 @@ def _checked_id(entry: Mapping[str, Any], namespace: str) -> tuple[str, str]:
     return computed, pem
 
 
-def registry_keys(client: RegistryClient, namespace: str) -> tuple[PemByKeyId, set[str]]:
-    """The registry's active keys of `namespace` and the ids it says are revoked."""
-    body = client.get_keys(namespace)
+def registry_keys(
+    client: RegistryClient, namespace: str, signed: SignedIndex | None = None
+) -> tuple[PemByKeyId, set[str]]:
+    """The registry's active keys of `namespace` and the ids it says are revoked: from its
+    `signed` index when it signs one (the unsigned keys endpoint is then not asked)."""
+    body = signed.namespace_keys(namespace) if signed is not None else client.get_keys(namespace)
     if body.get("namespace") != namespace:
         raise VerificationError(
             f"asked {client.base_url} for the keys of {namespace!r} but it answered with the "
@@ -194,17 +198,21 @@ def registry_keys(client: RegistryClient, namespace: str) -> tuple[PemByKeyId, s
     return active, revoked
 
 
-def _current(client: RegistryClient, namespace: str) -> PemByKeyId:
+def _current(
+    client: RegistryClient, namespace: str, signed: SignedIndex | None = None
+) -> PemByKeyId:
     """The active keys worth pinning: the registry's, less any key ever seen revoked."""
-    active, revoked = registry_keys(client, namespace)
+    active, revoked = registry_keys(client, namespace, signed)
     remember_revoked(client.base_url, namespace, revoked)
     known_revoked = revoked_keys(client.base_url, namespace)
     return {key: pem for key, pem in active.items() if key not in known_revoked}
 
 
-def keys_change(client: RegistryClient, namespace: str) -> KeysChange:
+def keys_change(
+    client: RegistryClient, namespace: str, signed: SignedIndex | None = None
+) -> KeysChange:
     """What re-pinning `namespace` from the registry would change (`ppatch trust NS`)."""
-    new = _current(client, namespace)
+    new = _current(client, namespace, signed)
     if not new:
         raise UsageError(f"namespace {namespace!r} on {client.base_url} has no active key to pin")
     return KeysChange(namespace, client.base_url, pinned_keys(client.base_url, namespace), new)
@@ -235,11 +243,13 @@ def trust_public_key_file(registry: str, namespace: str, path: Path) -> str:
     return identifier
 
 
-def ensure_trusted(client: RegistryClient, namespace: str, key_id: str) -> PemByKeyId:
+def ensure_trusted(
+    client: RegistryClient, namespace: str, key_id: str, signed: SignedIndex | None = None
+) -> PemByKeyId:
     """The pinned keys of `namespace`, pinning on first use; refuse a key that is not pinned
-    or that was ever revoked."""
+    or that was ever revoked. The keys come from the registry's `signed` index when given."""
     registry = client.base_url
-    current = _current(client, namespace)  # records revocations, even before the first pin
+    current = _current(client, namespace, signed)  # records revocations, even before the first pin
     if key_id in revoked_keys(registry, namespace):
         raise KeyRevokedError(registry, namespace, key_id)
     pinned = pinned_keys(registry, namespace)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from patchfmt.fingerprint import (
         check_fingerprint,
         fingerprint_model,
+        is_gguf_file,
         model_config_file,
         model_weight_files,
         resolve_model_path,
@@ -99,6 +100,7 @@ _EXPORTS: dict[str, str] = {
     "generate_private_key": "patchfmt.signing",
     "inspect_weights": "patchfmt.weights",
     "is_fingerprint": "patchfmt.manifest",
+    "is_gguf_file": "patchfmt.fingerprint",
     "key_id": "patchfmt.signing",
     "load_private_key": "patchfmt.signing",
     "load_public_key": "patchfmt.signing",
@@ -150,6 +152,7 @@ __all__ = [
     "generate_private_key",
     "inspect_weights",
     "is_fingerprint",
+    "is_gguf_file",
     "key_id",
     "load_private_key",
     "load_public_key",

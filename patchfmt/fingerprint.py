@@ -1,5 +1,9 @@
 """The base-model fingerprint: one digest over a model's tensors, however they are sharded.
 
+A GGUF file (one file holding the whole model, possibly quantized) is fingerprinted the same
+way over its tensors as stored: the GGUF tensor type (`GGUF_Q4_1`), the dimensions in the file's
+order and the stored bytes, never the dequantized values (docs/format.md says why).
+
 Each tensor gets its own SHA-256 over a length-prefixed description (name, dtype, shape, size)
 followed by its raw bytes; the fingerprint is the SHA-256 of the per-tensor digests in tensor-name
 order (docs/format.md gives the exact bytes). Hashing tensors separately is what lets a thread
@@ -33,11 +37,13 @@ if TYPE_CHECKING:  # at run time only its method is called; pydantic loads only 
 
 __all__ = [
     "CHUNK_BYTES",
+    "GGUF_SUFFIX",
     "INDEX_FILE",
     "TensorLocation",
     "check_fingerprint",
     "default_cache_dir",
     "fingerprint_model",
+    "is_gguf_file",
     "model_config_file",
     "model_weight_files",
     "read_tensor_locations",
@@ -45,6 +51,7 @@ __all__ = [
 ]
 
 INDEX_FILE = "model.safetensors.index.json"
+GGUF_SUFFIX = ".gguf"
 CHUNK_BYTES = 8 * 1024 * 1024
 MAX_SHARD_HEADER_BYTES = 100 * 1024 * 1024  # the limit safetensors itself enforces
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -108,19 +115,26 @@ def _split_revision(text: str) -> tuple[str, str | None]:
     return text, None
 
 
+def is_gguf_file(path: Path) -> bool:
+    """A model given as one GGUF file rather than a folder."""
+    return path.suffix.lower() == GGUF_SUFFIX and path.is_file()
+
+
 def resolve_model_path(model: str | Path) -> Path:
-    """A local model directory, or the snapshot of a repo id (`org/name` or
+    """A local model directory, a local `.gguf` file, or the snapshot of a repo id (`org/name` or
     `org/name@revision`) in the local Hugging Face cache.
 
     Nothing is ever downloaded: the cache lookup runs with `local_files_only=True`.
     """
     text = str(model)
     path = Path(model).expanduser()
-    if path.is_dir():
+    if path.is_dir() or is_gguf_file(path):
         return path.resolve()
     if path.exists():
         raise ModelNotFoundError(
-            text, f"model {text!r} is a file; expected a directory in Hugging Face layout"
+            text,
+            f"model {text!r} is a file but not a .gguf file; expected a directory in Hugging "
+            "Face layout or a GGUF file",
         )
     close = _close_folders(path)
     hint = f"; did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
@@ -172,7 +186,10 @@ def _read_index(index_path: Path) -> dict[str, str]:
 
 
 def model_weight_files(model_dir: Path) -> list[Path]:
-    """The safetensors files that hold the model: the index's shards, else every top-level one."""
+    """The files that hold the model: a GGUF file itself; in a folder, the index's safetensors
+    shards, else every top-level safetensors file."""
+    if is_gguf_file(model_dir):
+        return [model_dir]
     index_path = model_dir / INDEX_FILE
     if index_path.is_file():
         names = sorted(set(_read_index(index_path).values()))
@@ -290,6 +307,8 @@ def _tensor_location(
 
 def read_tensor_locations(model_dir: Path, files: list[Path]) -> list[TensorLocation]:
     """Every tensor of the model, sorted by name; duplicates and index disagreements refused."""
+    if is_gguf_file(model_dir):
+        return _gguf_tensors(model_dir)
     located: dict[str, TensorLocation] = {}
     for path in files:
         for tensor in _shard_tensors(path):
@@ -315,6 +334,38 @@ def read_tensor_locations(model_dir: Path, files: list[Path]) -> list[TensorLoca
             raise InvalidWeightsError(
                 f"{index_path}: lists tensors no shard holds: {', '.join(absent[:5])}"
             )
+    return [located[name] for name in sorted(located, key=lambda n: n.encode("utf-8"))]
+
+
+def _gguf_tensors(path: Path) -> list[TensorLocation]:
+    """The tensors of a GGUF file as stored, read by the `gguf` package's reader (llama.cpp's
+    own Python reader), which validates the header and the tensors' extents."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise InvalidWeightsError(
+            f"{path}: reading a GGUF model needs the 'gguf' package (pip install gguf)"
+        ) from None
+    try:
+        reader = GGUFReader(path, "r")
+    except (ValueError, KeyError, IndexError, OSError, struct.error) as error:
+        raise InvalidWeightsError(f"{path}: not a readable GGUF file ({error})") from None
+    file_size = path.stat().st_size
+    located: dict[str, TensorLocation] = {}
+    for tensor in reader.tensors:
+        end = int(tensor.data_offset) + int(tensor.n_bytes)
+        if tensor.name in located or end > file_size:
+            raise InvalidWeightsError(f"{path}: tensor {tensor.name!r} is repeated or truncated")
+        located[tensor.name] = TensorLocation(
+            name=tensor.name,
+            dtype=f"GGUF_{tensor.tensor_type.name}",
+            shape=tuple(int(d) for d in tensor.shape),
+            file=path,
+            start=int(tensor.data_offset),
+            nbytes=int(tensor.n_bytes),
+        )
+    if not located:
+        raise InvalidWeightsError(f"{path}: the GGUF file holds no tensors")
     return [located[name] for name in sorted(located, key=lambda n: n.encode("utf-8"))]
 
 

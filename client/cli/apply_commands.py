@@ -78,6 +78,12 @@ def register(subparsers: Any) -> None:
         "--device", metavar="DEVICE", help="cpu, cuda, cuda:1 (default: cuda if any)"
     )
     generate.add_argument("--dtype", metavar="DTYPE", help="float32, float16, bfloat16")
+    generate.add_argument(
+        "--no-chat-template",
+        dest="chat_template",
+        action="store_false",
+        help="complete PROMPT as plain text even when the tokenizer has a chat template",
+    )
     generate.add_argument("prompt", metavar="PROMPT")
     generate.set_defaults(handler=run_generate)
 
@@ -126,9 +132,34 @@ def run_generate(args: argparse.Namespace) -> int:
             torch.manual_seed(args.seed)
         if args.temperature is not None:
             options["temperature"] = args.temperature
-    (completion,) = patched.complete(args.prompt, max_new_tokens=args.max_new_tokens, **options)
+    completion = _complete(patched, args.prompt, args.chat_template, args.max_new_tokens, options)
     sys.stdout.write(completion + "\n")
     return int(ExitCode.OK)
+
+
+def _complete(
+    patched: Any, prompt: str, chat_template: bool, max_new_tokens: int, options: dict[str, Any]
+) -> str:
+    """The new text after `prompt`, formatted by the tokenizer's chat template when it has one
+    and `chat_template` is on (the patch's virtual tokens go before the whole templated text)."""
+    import torch
+
+    from ppatch.chat import has_chat_template, prompt_token_ids
+
+    tokenizer = patched.tokenizer
+    if not (chat_template and has_chat_template(tokenizer)):
+        (plain,) = patched.complete(prompt, max_new_tokens=max_new_tokens, **options)
+        return str(plain)
+    ids = torch.tensor([prompt_token_ids(tokenizer, prompt)], device=patched.model.device)
+    if tokenizer.pad_token_id is not None:
+        options.setdefault("pad_token_id", tokenizer.pad_token_id)
+    sequences = patched.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        **options,
+    )
+    return str(tokenizer.decode(sequences[0, ids.shape[1] :], skip_special_tokens=True))
 
 
 def run_import_peft(args: argparse.Namespace) -> int:

@@ -41,7 +41,11 @@ def _register_train(subparsers: Any) -> None:
     )
     parser.add_argument("--base", required=True, metavar="MODEL", help="the model to patch")
     parser.add_argument(
-        "--reference", metavar="MODEL", help="the safer model whose behaviour the patch imitates"
+        "--reference",
+        metavar="MODEL",
+        help="the safer model whose behaviour the patch imitates: a model, 'system-prompt' (the "
+        "base model with a safety system prompt) or 'rules' (a refusal for kind=harmful "
+        "prompts, the base model's answer for kind=benign ones); see docs/training.md",
     )
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--prompts", type=Path, metavar="P.jsonl", help='{"prompt": ...} per line')
@@ -81,7 +85,22 @@ def _register_train(subparsers: Any) -> None:
         ("--seed", int, d.seed, "seed for initialisation, sampling and batch order"),
     ]  # fmt: skip
     _add_run_flags(parser, knobs)
+    _add_chat_template_flag(parser)
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass: less memory, more time",
+    )
     parser.set_defaults(handler=_train)
+
+
+def _add_chat_template_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-chat-template",
+        dest="chat_template",
+        action="store_false",
+        help="give prompts as plain text even when the tokenizer has a chat template",
+    )
 
 
 def _add_run_flags(
@@ -133,6 +152,8 @@ def _train(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         seed=args.seed,
         device=args.device,
+        chat_template=args.chat_template,
+        gradient_checkpointing=args.gradient_checkpointing,
     )
     path = train_patch(config)
     print(f"wrote {path}")
@@ -191,11 +212,12 @@ def _register_eval(subparsers: Any) -> None:
         ("--seed", int, 0, "sampling seed"),
     ]
     scorer_help = (
-        "toxicity: 'lexicon' (default) or a local classifier folder; "
+        "toxicity: 'lexicon' (default), 'profanity-check' or a local classifier folder; "
         "harm: 'pattern' (default) or a local classifier folder"
     )
     plain = [("--scorer", scorer_help), ("--scorer-label", "the classifier's positive label")]
     _add_run_flags(parser, knobs, plain)
+    _add_chat_template_flag(parser)
     parser.set_defaults(handler=_eval, system_parts=None)
 
 
@@ -237,6 +259,7 @@ def _eval(args: argparse.Namespace) -> int:
             scorer=args.scorer,
             scorer_label=args.scorer_label,
             device=args.device,
+            chat_template=args.chat_template,
         ),
     )
     sys.stdout.write(report.markdown())

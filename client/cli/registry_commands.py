@@ -191,21 +191,22 @@ def _install(args: argparse.Namespace) -> int:
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     with _client(args.registry) as client:
+        signed = _signed_index(client.base_url, offline_ok=True)
         actions = install_plan.plan_install(
             state,
             specs,
             lambda spec: install.resolve_spec(
-                client, spec, target.fingerprint, allow_prerelease=args.pre
+                client, spec, target.fingerprint, allow_prerelease=args.pre, signed=signed
             ),
             upgrade=args.upgrade,
             allow_downgrade=args.allow_downgrade,
-            yank_state=lambda name, version: _yank_state(client, name, version),
+            yank_state=lambda name, version: _yank_state(client, name, version, signed),
         )
         # `harm` and `acme/harm` are one package only once resolved: checked before any download.
         _refuse_duplicates([action.name for action in actions])
         _warn(actions)
         if not args.dry_run:
-            install.carry_out(client, target, actions, client.base_url)
+            install.carry_out(client, target, actions, client.base_url, signed)
     _report(target, actions, dry_run=args.dry_run, as_json=args.json)
     return int(ExitCode.OK)
 
@@ -258,14 +259,21 @@ def _lock_registries(locked: lockfile.Lockfile, registry: str | None) -> Iterato
         if registry or entry.registry
     }
     clients: dict[str, RegistryClient] = {}
+    signed: dict[str, Any] = {}
 
     def lookup(name: str, version: str) -> YankState:
+        from ppatch.errors import NetworkError
+
         url = registry_of.get(name)
         if url is None:
             return YankState(known=False)
         if url not in clients:
             clients[url] = RegistryClient(url)
-        return _yank_state(clients[url], name, version)
+            try:
+                signed[url] = _signed_index(clients[url].base_url, offline_ok=True)
+            except NetworkError:  # offline or unreachable: the yank state is then unknown
+                signed[url] = None
+        return _yank_state(clients[url], name, version, signed[url])
 
     try:
         yield lookup
@@ -298,23 +306,24 @@ def _upgrade(args: argparse.Namespace) -> int:
         assert patch is not None
         url = config.resolve_registry(args.registry or patch.registry)
         by_registry.setdefault(url, []).append(patch)
-    planned: dict[str, tuple[InstallAction, RegistryClient]] = {}
+    planned: dict[str, tuple[InstallAction, RegistryClient, Any]] = {}
     with ExitStack() as stack:
         for url, patches in by_registry.items():
             verbosity.detail(f"registry {url}")
             client = stack.enter_context(RegistryClient(url))
-            for action in _plan_upgrade(client, target, patches):
-                planned[action.name] = (action, client)
+            signed = _signed_index(client.base_url, offline_ok=True)
+            for action in _plan_upgrade(client, target, patches, signed):
+                planned[action.name] = (action, client, signed)
         actions = [planned[patch.name][0] for patch in chosen if patch is not None]
         if not args.dry_run:
             # Every download verified first, from its own registry; one record at the end.
-            for action, client in planned.values():
+            for action, client, signed in planned.values():
                 if action.changes:
                     assert action.pin is not None
-                    install.fetch_verified(client, action.pin, target.fingerprint)
+                    install.fetch_verified(client, action.pin, target.fingerprint, signed)
             entries = [
                 action.installed_entry(client.base_url)
-                for action, client in planned.values()
+                for action, client, _signed in planned.values()
                 if action.changes
             ]
             if entries:
@@ -324,24 +333,31 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _plan_upgrade(
-    client: RegistryClient, target: install.ModelTarget, patches: list[store.InstalledPatch]
+    client: RegistryClient,
+    target: install.ModelTarget,
+    patches: list[store.InstalledPatch],
+    signed: Any = None,
 ) -> list[InstallAction]:
-    """The upgrade plan of `patches`, all from the registry `client` talks to."""
+    """The upgrade plan of `patches`, all from the registry `client` talks to (checked
+    against its `signed` index when it signs one)."""
     return install_plan.plan_upgrade(
         patches,
-        lambda spec: install.resolve_spec(client, spec, target.fingerprint),
-        lambda patch: install.is_yanked(client, patch),
+        lambda spec: install.resolve_spec(client, spec, target.fingerprint, signed=signed),
+        lambda patch: install.is_yanked(client, patch, signed),
     )
 
 
-def _yank_state(client: RegistryClient, full_name: str, version: str) -> YankState:
-    """What the registry's index says of one release; unknown when the registry cannot be
-    asked (offline with no cached index, unreachable, package gone)."""
+def _yank_state(
+    client: RegistryClient, full_name: str, version: str, signed: Any = None
+) -> YankState:
+    """What the registry's index (its `signed` one when given) says of one release; unknown
+    when the registry cannot be asked (offline with no cached index, unreachable, package
+    gone)."""
     from ppatch.errors import PpatchError
 
     namespace, name = full_name.split("/", 1)
     try:
-        release = _release_state(client, namespace, name, version)
+        release = _release_state(client, namespace, name, version, signed)
     except PpatchError:
         return YankState(known=False)
     if release is None:
@@ -413,33 +429,49 @@ def _newer(latest: str, installed: str) -> bool:
     return bool(parse_version(latest) > parse_version(installed))
 
 
-def _signed_index(registry: str) -> Any:
-    """The registry's refreshed signed index, or None when it has never signed one."""
-    from ppatch.registry.signed_index import open_signed_index
+def _signed_index(registry: str, *, offline_ok: bool = False) -> Any:
+    """The registry's refreshed signed index (`StaleIndexError`, exit 9, when expired or
+    rolled back), or None when it has never signed one. With `offline_ok`, None under
+    `PPATCH_OFFLINE` too: install and upgrade then work from the cached package indexes and
+    the blob cache as before, with nothing to refresh the signed index from."""
+    from ppatch import constants
+    from ppatch.registry.signed_index import refreshed_signed_index
 
-    signed = open_signed_index(registry)
-    if signed is not None:
-        signed.refresh()  # StaleIndexError (exit 9) when expired or rolled back
-    return signed
+    if offline_ok and constants.offline():
+        return None
+    return refreshed_signed_index(registry)
 
 
-def _checked_answer(
-    signed: Any, patch: store.InstalledPatch, answer: dict[str, Any], fingerprint: str
-) -> dict[str, Any]:
-    """The update-check answer for `patch`, its yank state taken from the signed index and its
-    latest version required to be there."""
+def _signed_answer(signed: Any, patch: store.InstalledPatch, fingerprint: str) -> dict[str, Any]:
+    """The update check's answer for `patch`, from the registry's signed index alone."""
+    from ppatch.signed_check import signed_update
+
     namespace, name = patch.name.split("/", 1)
-    installed = signed.artifact(namespace, name, patch.version, fingerprint)
-    checked = {**answer, "yanked": installed.yanked, "yanked_reason": installed.yanked_reason}
-    latest = answer.get("latest")
-    if latest and latest != patch.version:
-        signed.artifact(namespace, name, str(latest), fingerprint)
-    return checked
+    index = signed.package_index(namespace, name)
+    return signed_update(index, patch.name, patch.version, fingerprint)
+
+
+def _unsigned_answers(
+    registry: str, patches: list[store.InstalledPatch], fingerprint: str
+) -> dict[str, dict[str, Any]]:
+    from ppatch.registry.update_check import check_updates
+
+    print(
+        f"ppatch: warning: {registry} does not sign its index: freshness not confirmed (a "
+        "replayed or frozen answer, or a hidden yank, would go unnoticed)",
+        file=sys.stderr,
+    )
+    answers = check_updates(
+        registry,
+        [
+            {"name": patch.name, "version": patch.version, "fingerprint": fingerprint}
+            for patch in patches
+        ],
+    )
+    return {str(answer.get("name")): answer for answer in answers}
 
 
 def _outdated(args: argparse.Namespace) -> int:
-    from ppatch.registry.update_check import check_updates
-
     target = install.model_target(args.model)
     state = store.read_installed(target.fingerprint)
     if not state.patches:
@@ -450,19 +482,18 @@ def _outdated(args: argparse.Namespace) -> int:
         by_registry.setdefault(registry, []).append(patch)
     rows: list[dict[str, Any]] = []
     for registry, patches in by_registry.items():
-        answers = check_updates(
-            registry,
-            [
-                {"name": patch.name, "version": patch.version, "fingerprint": target.fingerprint}
-                for patch in patches
-            ],
-        )
-        by_name = {str(answer.get("name")): answer for answer in answers}
+        # A registry that signs its index is asked nothing else: the signed targets hold every
+        # release and yank, so the unsigned update check would only add a request to distrust.
         signed = _signed_index(registry)
+        by_name = (
+            {} if signed is not None else _unsigned_answers(registry, patches, target.fingerprint)
+        )
         for patch in patches:
-            answer = by_name.get(patch.name, {})
-            if signed is not None:
-                answer = _checked_answer(signed, patch, answer, target.fingerprint)
+            answer = (
+                _signed_answer(signed, patch, target.fingerprint)
+                if signed is not None
+                else by_name.get(patch.name, {})
+            )
             latest = answer.get("latest")
             rows.append(
                 {
@@ -549,13 +580,15 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _release_state(
-    client: RegistryClient, namespace: str, name: str, version: str
+    client: RegistryClient, namespace: str, name: str, version: str, signed: Any = None
 ) -> dict[str, Any] | None:
-    """The index's entry for one release, or None when the registry does not list it."""
+    """The index's entry for one release (the `signed` index's when given), or None when the
+    registry does not list it."""
     from patchfmt import parse_version
 
     wanted = parse_version(version)
-    for release in client.get_index(namespace, name).get("releases", []):
+    index = signed.package_index(namespace, name) if signed else client.get_index(namespace, name)
+    for release in index.get("releases", []):
         if parse_version(str(release.get("version"))) == wanted:
             return dict(release)
     return None
@@ -647,7 +680,7 @@ def _trust(args: argparse.Namespace) -> int:
         print(f"pinned key {key_id} for namespace {args.namespace!r} on {url}")
         return int(ExitCode.OK)
     with _client(args.registry) as client:
-        change = trust.keys_change(client, args.namespace)
+        change = trust.keys_change(client, args.namespace, _signed_index(client.base_url))
     if change.changed and not _confirm_keys(change, assume_yes=args.yes):
         raise VerificationError(
             f"the keys of namespace {args.namespace!r} on {change.registry} were not changed"

@@ -55,6 +55,7 @@ class EvalSettings:
     scorer: str | None = None
     scorer_label: str | None = None
     device: str | None = None
+    chat_template: bool = True
 
 
 def _short(path_or_spec: str) -> str:
@@ -206,7 +207,9 @@ def run_eval(
     loaded: list[tuple[System, LoadedModel, torch.Tensor | None]] = []
     for system in _unique_labels(systems):
         if system.model not in models:
-            models[system.model] = load_model(system.model, settings.device)
+            models[system.model] = load_model(
+                system.model, settings.device, chat_template=settings.chat_template
+            )
         model = models[system.model]
         loaded.append((system, model, _load_patches(model, system.patches)))
     with threads_for(loaded[0][1].model):

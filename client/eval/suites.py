@@ -8,6 +8,9 @@
   on harmful requests (primary) and the answer rate on benign ones, so over-refusal shows.
 - `fluency`: perplexity of the model on neutral text (`prompt` or `text` field): every token
   after the tokenizer's beginning-of-text token, or after the first token when it adds none.
+
+Prompts of the generating suites go through the model's chat template when it has one
+(`LoadedModel.chat_template`); fluency scores the text itself, never templated.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ppatch.eval import metrics
 from ppatch.eval.scorers import Scorer
-from ppatch.train.modeling import LoadedModel, answer_logprobs, encode, generate
+from ppatch.train.modeling import LoadedModel, answer_logprobs, encode, encode_prompt, generate
 
 if TYPE_CHECKING:
     import torch
@@ -83,11 +86,12 @@ def _generate_texts(
     samples: int,
     max_new_tokens: int,
     seed: int,
+    temperature: float,
 ) -> list[list[str]]:
-    ids = [encode(loaded, _text(record)) for record in records]
+    ids = [encode_prompt(loaded, _text(record)) for record in records]
     answers = generate(
         loaded, prefix, ids, samples=samples, max_new_tokens=max_new_tokens,
-        temperature=1.0, seed=seed,
+        temperature=temperature, seed=seed,
     )  # fmt: skip
     return [
         [loaded.tokenizer.decode(a, skip_special_tokens=True) for a in per_prompt]
@@ -129,14 +133,16 @@ def run_suite(
     samples: int,
     max_new_tokens: int,
     seed: int,
+    temperature: float = 1.0,
 ) -> tuple[dict[str, float], list[list[str]]]:
     """The suite's measures for one model (with `prefix` prepended when given), and the
-    generated texts (empty for fluency)."""
+    generated texts (empty for fluency). `temperature` 0 samples greedily."""
     if suite == "fluency":
         return _fluency(loaded, prefix, records), []
     texts = _generate_texts(
-        loaded, prefix, records, samples=samples, max_new_tokens=max_new_tokens, seed=seed
-    )
+        loaded, prefix, records, samples=samples, max_new_tokens=max_new_tokens, seed=seed,
+        temperature=temperature,
+    )  # fmt: skip
     if suite == "bias":
         by_group: dict[str, list[str]] = {}
         for record, per_prompt in zip(records, texts, strict=True):

@@ -10,13 +10,19 @@ Once a registry's root is pinned, its index is never read unsigned again: a regi
 proxy) that stops serving `/tuf/` is refused, not trusted.
 
 What the signed targets say per artifact (`custom`: namespace, name, version, fingerprint,
-yank state and reason) is looked up by path with `Updater.get_targetinfo`, the public API.
+yank state and reason) is looked up by path with `Updater.get_targetinfo`, the public API. To
+list a package's releases (so that a hidden release or a hidden yank shows), the paths are read
+from the `targets.json` the Updater has just verified and persisted in its metadata directory,
+and every entry used is looked up again with `get_targetinfo`: the file only says which paths
+to ask about, the Updater's answer is what counts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +30,30 @@ from typing import Any
 from ppatch import constants
 from ppatch.errors import NetworkError, StaleIndexError, UsageError, VerificationError
 
-__all__ = ["ArtifactInfo", "SignedIndex", "artifact_path", "open_signed_index"]
+__all__ = [
+    "ArtifactInfo",
+    "SignedIndex",
+    "artifact_path",
+    "keys_path",
+    "open_signed_index",
+    "package_prefix",
+    "refreshed_signed_index",
+]
 
 
 def artifact_path(namespace: str, name: str, version: str, fingerprint: str) -> str:
     """The target path of one artifact in the registry's targets metadata."""
     return f"packages/{namespace}/{name}/{version}/{fingerprint.removeprefix('sha256:')}.ppatch"
+
+
+def package_prefix(namespace: str, name: str) -> str:
+    """The target path prefix of every artifact of one package."""
+    return f"packages/{namespace}/{name}/"
+
+
+def keys_path(namespace: str) -> str:
+    """The target path of one namespace's vendor keys."""
+    return f"keys/{namespace}.json"
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,27 @@ class ArtifactInfo:
     sha256: str
     yanked: bool
     yanked_reason: str | None
+
+
+# Cloud SDKs that securesystemslib's optional signers import when they are installed (boto3
+# alone costs more than the rest of `ppatch outdated`). The client only verifies, with the keys
+# the metadata holds, and never signs; so while tuf loads, `import boto3` fails as if it were
+# not installed, which securesystemslib handles (its AWS signer is then unavailable in this
+# process). An SDK already imported is left alone, and afterwards it imports normally.
+_SIGNER_SDKS = ("boto3",)
+
+
+@contextmanager
+def _without_signer_sdks() -> Iterator[None]:
+    hidden = [name for name in _SIGNER_SDKS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name) is None:
+                sys.modules.pop(name, None)
 
 
 def _metadata_dir(base_url: str) -> Path:
@@ -73,17 +118,24 @@ class SignedIndex:
     """One registry's TUF metadata, refreshed and verified by `tuf.ngclient.Updater`."""
 
     def __init__(self, base_url: str, metadata_dir: Path, bootstrap: bytes | None) -> None:
-        from tuf.ngclient import Updater
+        with _without_signer_sdks():
+            from tuf.ngclient import Updater
 
         self.base_url = base_url
+        self._metadata_dir = metadata_dir
+        self._target_paths: list[str] | None = None
+        self._refreshed = False
         self._updater = Updater(str(metadata_dir), f"{base_url}/tuf/", bootstrap=bootstrap)
 
     def refresh(self) -> None:
         """Fetch the timestamp (and snapshot and targets when it changed), or say why not."""
         from tuf.api import exceptions
 
+        if self._refreshed:
+            return
         try:
             self._updater.refresh()
+            self._refreshed = True
         except exceptions.ExpiredMetadataError as error:
             raise StaleIndexError(
                 f"the signed index of {self.base_url} has expired ({error}): the registry or a "
@@ -114,13 +166,8 @@ class SignedIndex:
 
     def artifact(self, namespace: str, name: str, version: str, fingerprint: str) -> ArtifactInfo:
         """The signed facts of one artifact; `VerificationError` when the index lacks it."""
-        from tuf.api import exceptions
-
         path = artifact_path(namespace, name, version, fingerprint)
-        try:
-            info = self._updater.get_targetinfo(path)
-        except exceptions.RepositoryError as error:
-            raise VerificationError(f"the signed index of {self.base_url}: {error}") from error
+        info = self._target(path)
         if info is None:
             raise VerificationError(
                 f"{namespace}/{name} {version} for {fingerprint} is not in the signed index of "
@@ -139,6 +186,74 @@ class SignedIndex:
             yanked=bool(custom.get("yanked")),
             yanked_reason=custom.get("yanked_reason"),
         )
+
+    def _target(self, path: str) -> Any:
+        from tuf.api import exceptions
+
+        try:
+            return self._updater.get_targetinfo(path)
+        except exceptions.RepositoryError as error:
+            raise VerificationError(f"the signed index of {self.base_url}: {error}") from error
+
+    def _paths(self, prefix: str) -> list[str]:
+        """The target paths under `prefix` in the targets metadata the Updater verified."""
+        if self._target_paths is None:
+            import json
+
+            if not self._refreshed:
+                self.refresh()
+            try:
+                document = json.loads((self._metadata_dir / "targets.json").read_bytes())
+                self._target_paths = sorted(str(path) for path in document["signed"]["targets"])
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise VerificationError(
+                    f"cannot read the verified targets of {self.base_url}: {error}"
+                ) from error
+        return [path for path in self._target_paths if path.startswith(prefix)]
+
+    def package_index(self, namespace: str, name: str) -> dict[str, Any]:
+        """The package's releases as the signed targets give them, shaped like the registry's
+        package index (`GET /api/v1/packages/{ns}/{name}`) so the resolver reads either."""
+        releases: dict[str, dict[str, Any]] = {}
+        for path in self._paths(package_prefix(namespace, name)):
+            info = self._target(path)
+            if info is None:
+                raise VerificationError(f"the signed index of {self.base_url} lost {path}")
+            custom: dict[str, Any] = info.custom or {}
+            if (custom.get("namespace"), custom.get("name")) != (namespace, name):
+                raise VerificationError(f"the signed index entry {path} names another package")
+            version = str(custom.get("version"))
+            release = releases.setdefault(
+                version,
+                {
+                    "version": version,
+                    "yanked": bool(custom.get("yanked")),
+                    "yanked_reason": custom.get("yanked_reason"),
+                    "artifacts": [],
+                },
+            )
+            release["artifacts"].append(
+                {
+                    "fingerprint": custom.get("fingerprint"),
+                    "sha256": str(info.hashes.get("sha256", "")),
+                    "size": info.length,
+                    "url": custom.get("url"),
+                    "key_id": custom.get("key_id"),
+                }
+            )
+        return {"namespace": namespace, "name": name, "releases": list(releases.values())}
+
+    def namespace_keys(self, namespace: str) -> dict[str, Any]:
+        """The namespace's vendor keys (active and revoked) as the signed targets give them,
+        shaped like the registry's keys answer (`GET /api/v1/namespaces/{ns}/keys`)."""
+        info = self._target(keys_path(namespace))
+        custom: dict[str, Any] = (info.custom or {}) if info is not None else {}
+        if info is None or custom.get("namespace") != namespace:
+            raise VerificationError(
+                f"the signed index of {self.base_url} has no keys for namespace {namespace!r}"
+            )
+        keys = custom.get("keys")
+        return {"namespace": namespace, "keys": keys if isinstance(keys, list) else []}
 
 
 def open_signed_index(base_url: str) -> SignedIndex | None:
@@ -171,3 +286,15 @@ def open_signed_index(base_url: str) -> SignedIndex | None:
         raise VerificationError(
             f"the signed-index root of {base_url} is not valid: {error}"
         ) from error
+
+
+def refreshed_signed_index(base_url: str) -> SignedIndex | None:
+    """The registry's signed index, refreshed (`StaleIndexError` when expired or rolled
+    back), or None when the registry has never signed one."""
+    from ppatch.registry.errors import refuse_offline
+
+    refuse_offline(base_url.rstrip("/"), "a signed index refresh")
+    signed = open_signed_index(base_url)
+    if signed is not None:
+        signed.refresh()
+    return signed

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from patchfmt import model_config_file
+from patchfmt import is_gguf_file, model_config_file
 from ppatch.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -47,22 +47,35 @@ def load_pretrained(
     dtype: str | torch.dtype | None = None,
     label: str | None = None,
 ) -> PretrainedModel:
-    """Read the model and tokenizer in the folder `path` (local files only).
+    """Read the model and tokenizer in the folder `path`, or in the GGUF file `path` (local
+    files only; see ppatch.runtime.model_source).
 
-    `device` defaults to CUDA when available, else the CPU; `dtype` to the checkpoint's own.
+    `device` defaults to CUDA when available, else the CPU; `dtype` to the checkpoint's own
+    (float32 for a GGUF file, whose quantized types have no torch dtype).
     A folder transformers cannot read is refused with one line naming `label` (default: the path).
     """
     torch_device = parse_device(device)
     torch_dtype = parse_dtype(dtype)
-    # Before transformers, whose error for a missing config.json is about "model_type".
-    model_config_file(path)
+    # Before transformers, whose error for a missing config.json is about "model_type". A GGUF
+    # file carries its configuration inside.
+    if not is_gguf_file(path):
+        model_config_file(path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ppatch.runtime.model_source import model_source
+
+    source = model_source(path)
+    default_dtype: Any = "float32" if source.is_gguf else "auto"
     quiet_transformers()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source.folder, local_files_only=True, **source.arguments
+        )
         network: Any = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=torch_dtype if torch_dtype is not None else "auto"
+            source.folder,
+            local_files_only=True,
+            dtype=torch_dtype if torch_dtype is not None else default_dtype,
+            **source.arguments,
         )
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -73,8 +86,11 @@ def load_pretrained(
 
 
 def resolve_model(model: str | Path) -> Path:
-    """A local model folder with a config.json, or a repo id already in the local HF cache."""
+    """A local model folder with a config.json, a local GGUF file, or a repo id already in the
+    local HF cache."""
     path = Path(model).expanduser()
+    if is_gguf_file(path):
+        return path
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise NotFoundError(f"model folder {str(model)!r} has no config.json")
@@ -86,8 +102,8 @@ def resolve_model(model: str | Path) -> Path:
     except FileNotFoundError:
         pass
     raise NotFoundError(
-        f"model {str(model)!r} not found: give a local folder in Hugging Face layout "
-        "or a repo id present in the local Hugging Face cache"
+        f"model {str(model)!r} not found: give a local folder in Hugging Face layout, "
+        "a GGUF file, or a repo id present in the local Hugging Face cache"
     )
 
 

@@ -21,6 +21,7 @@ from ppatch.errors import NotFoundError
 
 if TYPE_CHECKING:
     from ppatch.registry.client import RegistryClient
+    from ppatch.registry.signed_index import SignedIndex
 
 __all__ = ["AutoUpgrader", "UpgradePlan", "plan_upgrade", "upgrade_installed"]
 
@@ -43,23 +44,31 @@ def plan_upgrade(target: install.ModelTarget, registry: str | None) -> UpgradePl
     """`ppatch upgrade`'s plan for every installed patch, with what it needs downloaded and
     verified; a yanked patch with no release left to move to is planned for removal."""
     from ppatch.registry.client import RegistryClient
+    from ppatch.registry.signed_index import refreshed_signed_index
 
     plan = UpgradePlan()
+    signed_indexes: dict[str, SignedIndex | None] = {}
     for current in store.read_installed(target.fingerprint).patches:
         url = config.resolve_registry(registry or current.registry)
         with RegistryClient(url) as client:
-            _plan_one(client, current, target.fingerprint, plan)
+            if url not in signed_indexes:  # checked as `ppatch upgrade` checks it
+                signed_indexes[url] = refreshed_signed_index(client.base_url)
+            _plan_one(client, current, target.fingerprint, plan, signed_indexes[url])
     return plan
 
 
 def _plan_one(
-    client: RegistryClient, current: store.InstalledPatch, fingerprint: str, plan: UpgradePlan
+    client: RegistryClient,
+    current: store.InstalledPatch,
+    fingerprint: str,
+    plan: UpgradePlan,
+    signed: SignedIndex | None = None,
 ) -> None:
-    yanked = install.is_yanked(client, current)
+    yanked = install.is_yanked(client, current, signed)
     try:
         actions = install_plan.plan_upgrade(
             [current],
-            lambda spec: install.resolve_spec(client, spec, fingerprint),
+            lambda spec: install.resolve_spec(client, spec, fingerprint, signed=signed),
             lambda _patch: yanked,
         )
     except NotFoundError:
@@ -69,7 +78,7 @@ def _plan_one(
         return
     for action in install_plan.changes(actions):
         assert action.pin is not None
-        install.fetch_verified(client, action.pin, fingerprint)
+        install.fetch_verified(client, action.pin, fingerprint, signed)
         plan.replace.append(action.installed_entry(client.base_url))
         why = " (yanked)" if yanked else ""
         plan.changes.append(f"{current.name} {current.version}{why} -> {action.version}")

@@ -13,10 +13,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["STAGES", "Stages", "TrainConfig"]
+__all__ = [
+    "REFERENCE_KINDS",
+    "RULE_REFUSAL",
+    "SAFETY_SYSTEM_PROMPT",
+    "STAGES",
+    "Stages",
+    "TrainConfig",
+]
 
 Stages = Literal["sft+dpo", "sft", "dpo"]
 STAGES: tuple[Stages, ...] = ("sft+dpo", "sft", "dpo")
+
+# `--reference` takes a model, or one of these words (docs/training.md, "The reference"):
+# "system-prompt" is the base model with SAFETY_SYSTEM_PROMPT as its system message (context
+# distillation); "rules" prefers a fixed refusal for `kind: harmful` prompts and the base
+# model's own answer for `kind: benign` ones.
+REFERENCE_KINDS = ("system-prompt", "rules")
+SAFETY_SYSTEM_PROMPT = (
+    "You are a helpful and harmless assistant. Refuse requests that could cause harm: "
+    "violence, weapons, crime, self-harm, harassment, hate, or dangerous misinformation. "
+    "Answer every other request helpfully. Never use insults, slurs or profanity."
+)
+RULE_REFUSAL = "I'm sorry, but I can't help with that request."
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,12 @@ class TrainConfig:
     temperature: float = 1.0
     seed: int = 0
     device: str | None = None
+    # Prompts go through the tokenizer's chat template when it has one (docs/training.md).
+    chat_template: bool = True
+    # Recompute activations in the backward pass: less memory, about a third more time.
+    gradient_checkpointing: bool = False
+    # The system message of the `system-prompt` reference (context distillation).
+    safety_system_prompt: str = SAFETY_SYSTEM_PROMPT
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings recorded in the manifest (paths and identity left out)."""

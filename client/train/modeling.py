@@ -28,7 +28,9 @@ __all__ = [
     "answer_logprobs",
     "check_same_vocabulary",
     "encode",
+    "encode_prompt",
     "generate",
+    "gradient_checkpointing",
     "load_model",
     "threads_for",
 ]
@@ -39,11 +41,18 @@ GENERATION_BATCH = 256
 
 @dataclass
 class LoadedModel:
-    """A model in eval mode with every weight frozen, and its tokenizer."""
+    """A model in eval mode with every weight frozen, and its tokenizer.
+
+    `chat_template` says whether prompts go through the tokenizer's chat template (when it has
+    one); `system_prompt`, when set, is the system message every prompt gets (a model with a
+    safety system prompt is one of the reference models of docs/training.md).
+    """
 
     path: Path
     model: Any
     tokenizer: Any
+    chat_template: bool = True
+    system_prompt: str | None = None
 
     @property
     def eos_id(self) -> int:
@@ -84,14 +93,17 @@ def threads_for(model: Any) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def load_model(model: str | Path, device: str | None = None) -> LoadedModel:
-    """`model` (a folder or a cached repo id) in float32 with every weight frozen."""
+def load_model(
+    model: str | Path, device: str | None = None, *, chat_template: bool = True
+) -> LoadedModel:
+    """`model` (a folder, a GGUF file or a cached repo id) in float32 with every weight frozen;
+    `chat_template` says whether prompts go through the tokenizer's chat template."""
     import torch
 
     path = resolve_model(model)
     loaded = load_pretrained(path, device=device, dtype=torch.float32, label=str(model))
     loaded.model.requires_grad_(False)
-    return LoadedModel(path, loaded.model, loaded.tokenizer)
+    return LoadedModel(path, loaded.model, loaded.tokenizer, chat_template=chat_template)
 
 
 def check_same_vocabulary(first: LoadedModel, second: LoadedModel) -> None:
@@ -107,6 +119,19 @@ def encode(loaded: LoadedModel, text: str, *, special: bool = True) -> list[int]
     """Token ids of `text`; `special` adds what the tokenizer puts around a text (a BOS
     token): right for prompts and whole texts, wrong for answers that continue a prompt."""
     return list(loaded.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def encode_prompt(loaded: LoadedModel, prompt: str) -> list[int]:
+    """Token ids of a prompt that the model answers: through the chat template, with the
+    model's system prompt, when the tokenizer has a template and `loaded.chat_template` is on."""
+    from ppatch.chat import prompt_token_ids
+
+    return prompt_token_ids(
+        loaded.tokenizer,
+        prompt,
+        chat_template=loaded.chat_template,
+        system=loaded.system_prompt,
+    )
 
 
 def _embed(loaded: LoadedModel, prefix: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
@@ -128,7 +153,9 @@ def answer_logprobs(
     """Summed log-probability of each answer given its prompt and the prefix, and the number
     of answer tokens. Gradients flow into `prefix`; prompt tokens carry no loss.
 
-    Rows are right-padded, so causal attention never lets a real token see padding.
+    Rows are right-padded, so causal attention never lets a real token see padding. Only the
+    positions that predict an answer token are projected onto the vocabulary (see
+    `_logits_at`), so memory grows with the answer tokens, not with batch x length x vocabulary.
     """
     import torch
 
@@ -143,13 +170,89 @@ def answer_logprobs(
         answer_mask[row, len(prompt) : len(prompt) + len(answer)] = True
     ids, answer_mask = ids.to(device), answer_mask.to(device)
     virtual = 0 if prefix is None else int(prefix.shape[0])
-    logits = loaded.model(inputs_embeds=_embed(loaded, prefix, ids)).logits.float()
-    # The logit at position t predicts token t + 1; token i of the text sits at virtual + i.
-    predicting = logits[:, virtual - 1 : virtual + width - 1] if virtual else logits[:, :-1]
-    targets = ids if virtual else ids[:, 1:]
-    mask = answer_mask if virtual else answer_mask[:, 1:]
-    logprobs = torch.log_softmax(predicting, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (logprobs * mask).sum(dim=1), mask.sum(dim=1)
+    # The output at position t predicts token t + 1; token i of the text sits at virtual + i,
+    # so it is predicted at virtual + i - 1. Without a prefix the first token has no predictor.
+    rows, columns = answer_mask.nonzero(as_tuple=True)
+    predictors = columns + virtual - 1
+    keep = predictors >= 0
+    rows, columns, predictors = rows[keep], columns[keep], predictors[keep]
+    logits = _logits_at(loaded, _embed(loaded, prefix, ids), rows, predictors)
+    token_logprobs = torch.log_softmax(logits.float(), dim=-1)
+    picked = token_logprobs.gather(-1, ids[rows, columns].unsqueeze(-1)).squeeze(-1)
+    totals = torch.zeros(len(prompts), dtype=picked.dtype, device=device).index_add(0, rows, picked)
+    counts = torch.bincount(rows, minlength=len(prompts))
+    return totals, counts
+
+
+# Architectures whose logits are exactly `lm_head(base_model(...).last_hidden_state)`: no
+# scaling or soft-capping after the head. Each is checked against the full forward pass in
+# tests/client/train/test_modeling.py; any other model computes all logits (same result, more
+# memory).
+HEAD_ONLY_ARCHITECTURES = frozenset({"llama", "mistral", "qwen2", "gpt2"})
+
+
+def _logits_at(
+    loaded: LoadedModel, embeds: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """The logits at `(rows[i], positions[i])` for every i, as `[len(rows), vocabulary]`."""
+    model = loaded.model
+    if getattr(model.config, "model_type", None) in HEAD_ONLY_ARCHITECTURES:
+        hidden = model.base_model(inputs_embeds=embeds, use_cache=False).last_hidden_state
+        head = model.get_output_embeddings()
+        return head(hidden[rows, positions])  # type: ignore[no-any-return]
+    return model(inputs_embeds=embeds, use_cache=False).logits[rows, positions]  # type: ignore[no-any-return]
+
+
+@contextmanager
+def gradient_checkpointing(loaded: LoadedModel, enabled: bool = True) -> Iterator[None]:
+    """Recompute each layer's activations in the backward pass instead of keeping them.
+
+    transformers checkpoints only in training mode, which also turns dropout on; a model with
+    any dropout probability above zero is refused rather than trained with noise it never had
+    at inference. The model is back in eval mode, checkpointing off, when the block ends.
+    """
+    if not enabled:
+        yield
+        return
+    import torch
+
+    model = loaded.model
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise UsageError(f"model {str(loaded.path)!r} does not support gradient checkpointing")
+    noisy = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Dropout) and module.p > 0
+    ]
+    noisy += [
+        key
+        for key in (
+            "attention_dropout",
+            "hidden_dropout",
+            "resid_pdrop",
+            "attn_pdrop",
+            "embd_pdrop",
+        )
+        if float(getattr(model.config, key, 0.0) or 0.0) > 0
+    ]
+    if noisy:
+        raise UsageError(
+            f"gradient checkpointing needs training mode, and model {str(loaded.path)!r} has "
+            f"dropout ({noisy[0]}); train without --gradient-checkpointing"
+        )
+    # transformers 5 renamed the methods (the old names warn); older versions have only those.
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable({"use_reentrant": False})
+        disable = model.activation_checkpointing_disable
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        disable = model.gradient_checkpointing_disable
+    model.train()
+    try:
+        yield
+    finally:
+        disable()
+        model.eval()
 
 
 def generate(
@@ -166,33 +269,22 @@ def generate(
     `temperature` (0 means greedy) with a seeded generator: the same seed gives the same
     answers on the same device.
 
-    Prompts of equal length are batched together, so no padding ever enters the model.
+    Rows are sorted by prompt length and batched, shorter prompts left-padded with the padding
+    masked out and positions counted from each prompt's first real token, so a row's answer is
+    the one it would get alone (tests/client/train/test_modeling.py checks this greedily).
     """
     import torch
 
     results: list[list[list[int]]] = [[] for _ in prompts]
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
-    by_length: dict[int, list[int]] = {}
-    for index, prompt in enumerate(prompts):
+    for prompt in prompts:
         if not prompt:
             raise UsageError("cannot generate from an empty prompt")
-        by_length.setdefault(len(prompt), []).append(index)
-    rows = [
-        (index, sample)
-        for length in sorted(by_length)
-        for index in by_length[length]
-        for sample in range(samples)
-    ]
-    start = 0
+    order = sorted(range(len(prompts)), key=lambda index: (len(prompts[index]), index))
+    rows = [(index, sample) for index in order for sample in range(samples)]
     with progress("sampling answers", total=len(rows)) as advance:
-        while start < len(rows):
-            length = len(prompts[rows[start][0]])
-            end = start
-            while end < len(rows) and end - start < GENERATION_BATCH:
-                if len(prompts[rows[end][0]]) != length:
-                    break
-                end += 1
-            chunk = rows[start:end]
+        for start in range(0, len(rows), GENERATION_BATCH):
+            chunk = rows[start : start + GENERATION_BATCH]
             answers = _sample(
                 loaded,
                 prefix,
@@ -204,7 +296,6 @@ def generate(
             for (index, _), answer in zip(chunk, answers, strict=True):
                 results[index].append(answer)
             advance(len(chunk))
-            start = end
     return results
 
 
@@ -230,11 +321,28 @@ def _sample(
     import torch
 
     eos = loaded.eos_id
-    ids = torch.tensor([list(p) for p in prompts], dtype=torch.long, device=loaded.device)
-    finished = torch.zeros(len(prompts), dtype=torch.bool, device=loaded.device)
+    device = loaded.device
+    width = max(len(p) for p in prompts)
+    virtual = 0 if prefix is None else int(prefix.shape[0])
+    pad_id = loaded.tokenizer.pad_token_id
+    ids = torch.full((len(prompts), width), eos if pad_id is None else int(pad_id))
+    mask = torch.ones((len(prompts), virtual + width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(list(prompt))
+        mask[row, virtual : virtual + width - len(prompt)] = 0
+    ids, mask = ids.to(device), mask.to(device)
+    # Positions count real tokens only, so a left-padded row sees the positions it would alone.
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     produced: list[torch.Tensor] = []
     with torch.no_grad():
-        output = loaded.model(inputs_embeds=_embed(loaded, prefix, ids), use_cache=True)
+        output = loaded.model(
+            inputs_embeds=_embed(loaded, prefix, ids),
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+        )
+        position = positions[:, -1:]
         for _ in range(max_new_tokens):
             logits = output.logits[:, -1, :].float()
             if temperature > 0:
@@ -247,8 +355,14 @@ def _sample(
             finished |= token == eos
             if bool(finished.all()):
                 break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            position = position + 1
             output = loaded.model(
-                input_ids=token.unsqueeze(1), use_cache=True, **_cache_arguments(loaded, output)
+                input_ids=token.unsqueeze(1),
+                attention_mask=mask,
+                position_ids=position,
+                use_cache=True,
+                **_cache_arguments(loaded, output),
             )
     answers: list[list[int]] = []
     for row in torch.stack(produced, dim=1).tolist():

@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.output_paths import check_parent_creatable
-from ppatch.train.config import STAGES, TrainConfig
-from ppatch.train.data import PreferencePair, read_pairs, read_prompts
+from ppatch.train.config import RULE_REFUSAL, STAGES, TrainConfig
+from ppatch.train.data import InvalidDataFileError, PreferencePair, read_pairs, read_prompts
 from ppatch.train.modeling import (
     LoadedModel,
     answer_logprobs,
     check_same_vocabulary,
     encode,
+    encode_prompt,
     generate,
+    gradient_checkpointing,
     load_model,
     threads_for,
 )
@@ -40,8 +42,10 @@ __all__ = [
     "check_config",
     "fit_prompt",
     "generate_preference_data",
+    "load_reference",
     "measure_preferences",
     "pairs_from_file",
+    "rule_preference_data",
     "train_patch",
 ]
 
@@ -149,7 +153,7 @@ def _manifest(
 
 def _model_label(model: str) -> str:
     path = Path(model)
-    return path.name if path.is_dir() else model
+    return path.name if path.is_dir() or path.is_file() else model
 
 
 def _answers_with_end(answers: Sequence[Sequence[int]], eos: int) -> list[list[int]]:
@@ -170,7 +174,10 @@ def generate_preference_data(
     if records is None:
         assert config.prompts is not None
         records = read_prompts(config.prompts)
-    prompt_ids = [encode(base, record["prompt"]) for record in records]
+    prompt_ids = [encode_prompt(base, record["prompt"]) for record in records]
+    # The reference reads each prompt its own way (a system prompt, its own template); the
+    # patch is trained on the base model's reading of it: context distillation.
+    reference_ids = [encode_prompt(reference, record["prompt"]) for record in records]
     settings = {
         "samples": config.samples_per_prompt,
         "max_new_tokens": config.max_new_tokens,
@@ -181,13 +188,16 @@ def generate_preference_data(
         generate(
             model,
             None,
-            prompt_ids,
+            ids,
             samples=config.samples_per_prompt,
             max_new_tokens=config.max_new_tokens,
             temperature=config.temperature,
             seed=seed,
         )
-        for model, seed in ((reference, config.seed), (base, config.seed + 1))
+        for model, ids, seed in (
+            (reference, reference_ids, config.seed),
+            (base, prompt_ids, config.seed + 1),
+        )
     )
     eos = base.eos_id
     sft: list[Example] = []
@@ -213,6 +223,93 @@ def generate_preference_data(
         },
     }
     return PreferenceData(sft, pairs, description, records)
+
+
+def rule_preference_data(
+    config: TrainConfig, base: LoadedModel, records: list[dict[str, Any]]
+) -> PreferenceData:
+    """The `rules` reference: for a `kind: harmful` prompt a fixed refusal is preferred over
+    each of the base model's answers; for a `kind: benign` one each of the base model's own
+    answers is preferred over that refusal. The patch learns where to refuse, not only to."""
+    harmful = [record.get("kind") == "harmful" for record in records]
+    prompt_ids = [encode_prompt(base, record["prompt"]) for record in records]
+    answers = generate(
+        base,
+        None,
+        prompt_ids,
+        samples=config.samples_per_prompt,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        seed=config.seed + 1,
+    )
+    eos = base.eos_id
+    refusal = [*encode(base, RULE_REFUSAL, special=False), eos]
+    sft: list[Example] = []
+    pairs: list[PairExample] = []
+    for ids, is_harmful, own in zip(prompt_ids, harmful, answers, strict=True):
+        own_answers = [answer for answer in _answers_with_end(own, eos) if answer != refusal]
+        if is_harmful:
+            sft.append(Example(ids, refusal))
+            pairs += [PairExample(ids, refusal, answer) for answer in own_answers]
+        else:
+            sft += [Example(ids, answer) for answer in own_answers]
+            pairs += [PairExample(ids, answer, refusal) for answer in own_answers]
+    anchors = _anchor_examples(config, base, base)
+    sft += anchors
+    description = {
+        "source": "rules: refusal for harmful prompts, the base model's answers for benign ones",
+        "prompts": len(records),
+        "harmful_prompts": sum(harmful),
+        "sft_examples": len(sft),
+        "anchor_examples": len(anchors),
+        "preference_pairs": len(pairs),
+        "refusal": RULE_REFUSAL,
+        "generation": {
+            "sampling": "multinomial" if config.temperature > 0 else "greedy",
+            "samples": config.samples_per_prompt,
+            "max_new_tokens": config.max_new_tokens,
+            "temperature": config.temperature,
+            "seed": config.seed,
+        },
+    }
+    return PreferenceData(sft, pairs, description, records)
+
+
+def check_rule_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """The `rules` reference needs to know which prompts are harmful."""
+    for number, record in enumerate(records, start=1):
+        if record.get("kind") not in ("harmful", "benign"):
+            raise InvalidDataFileError(
+                path,
+                number,
+                "--reference rules needs 'kind': 'harmful' or 'benign', "
+                f"got {record.get('kind')!r}",
+            )
+
+
+def load_reference(config: TrainConfig, base: LoadedModel) -> LoadedModel | None:
+    """The reference model `config.reference` names: none for `rules`, the base model with the
+    safety system prompt for `system-prompt`, else a model loaded beside the base."""
+    from ppatch.chat import has_chat_template
+
+    if config.reference is None or config.reference == "rules":
+        return None
+    if config.reference == "system-prompt":
+        if not has_chat_template(base.tokenizer) or not config.chat_template:
+            raise UsageError(
+                "--reference system-prompt needs a base model whose tokenizer has a chat "
+                "template, used (no --no-chat-template)"
+            )
+        return LoadedModel(
+            base.path,
+            base.model,
+            base.tokenizer,
+            chat_template=True,
+            system_prompt=config.safety_system_prompt,
+        )
+    reference = load_model(config.reference, config.device, chat_template=config.chat_template)
+    check_same_vocabulary(base, reference)
+    return reference
 
 
 def _anchor_examples(
@@ -249,7 +346,7 @@ def pairs_from_file(
     sft: list[Example] = []
     pairs: list[PairExample] = []
     for pair in records:
-        ids = encode(base, pair.prompt)
+        ids = encode_prompt(base, pair.prompt)
         chosen = [*encode(base, pair.chosen, special=False), eos]
         rejected = [*encode(base, pair.rejected, special=False), eos]
         sft.append(Example(ids, chosen))
@@ -276,6 +373,13 @@ def fit_prompt(config: TrainConfig, base: LoadedModel, data: PreferenceData) -> 
 
     torch.manual_seed(config.seed)
     prompt = initial_prompt(base, config.virtual_tokens, config.init_text, config.seed)
+    with gradient_checkpointing(base, config.gradient_checkpointing):
+        return _run_stages(config, base, data, prompt)
+
+
+def _run_stages(
+    config: TrainConfig, base: LoadedModel, data: PreferenceData, prompt: torch.Tensor
+) -> torch.Tensor:
     if "sft" in config.stages and config.sft_steps > 0:
         if not data.sft:
             raise UsageError("no SFT examples: the data file gave no answers")
@@ -347,8 +451,11 @@ def train_patch(config: TrainConfig) -> Path:
     private_key = _load_key(config.key) if config.key is not None else None
     # Data files are read before any model loads: a malformed line fails in a second.
     prompt_records = read_prompts(config.prompts) if config.prompts is not None else None
+    if config.reference == "rules" and prompt_records is not None:
+        assert config.prompts is not None
+        check_rule_records(config.prompts, prompt_records)
     pair_records = read_pairs(config.pairs) if config.pairs is not None else None
-    base = load_model(config.base, config.device)
+    base = load_model(config.base, config.device, chat_template=config.chat_template)
     with threads_for(base.model):
         return _train_loaded(config, base, private_key, prompt_records, pair_records)
 
@@ -364,11 +471,11 @@ def _train_loaded(
 
     from patchfmt import weights_from_array, write_patch
 
-    reference: LoadedModel | None = None
-    if config.reference is not None:
-        reference = load_model(config.reference, config.device)
-        check_same_vocabulary(base, reference)
-    if config.prompts is not None:
+    reference = load_reference(config, base)
+    if config.prompts is not None and config.reference == "rules":
+        assert prompt_records is not None
+        data = rule_preference_data(config, base, prompt_records)
+    elif config.prompts is not None:
         assert reference is not None
         data = generate_preference_data(config, base, reference, prompt_records)
     else:
@@ -395,7 +502,11 @@ def _train_loaded(
         "hyperparameters": config.hyperparameters(),
         "data": data.description,
     }
-    if reference is not None:
+    if config.reference in ("rules", "system-prompt"):
+        training["reference_model"] = {"kind": config.reference}
+        if config.reference == "system-prompt":
+            training["reference_model"]["system_prompt"] = config.safety_system_prompt
+    elif reference is not None:
         assert config.reference is not None
         training["reference_model"] = {
             "id": _model_label(config.reference),

@@ -320,7 +320,7 @@ def test_repo_at_revision_finds_that_snapshot(
 def test_a_file_is_not_a_model(tmp_path: Path) -> None:
     path = tmp_path / "model.safetensors"
     path.write_bytes(b"")
-    with pytest.raises(ModelNotFoundError, match="is a file; expected a directory"):
+    with pytest.raises(ModelNotFoundError, match=r"is a file but not a \.gguf file"):
         fingerprint_model(path)
 
 

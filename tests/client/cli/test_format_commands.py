@@ -538,3 +538,16 @@ def test_fingerprint_failures(
     code, out, err = run(capsys, "fingerprint", work / name)
     assert (code, out) == (4, "")
     assert fragment in err
+
+
+def test_fingerprint_of_a_gguf_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.patchfmt.test_fingerprint_gguf import write_gguf
+
+    model = tmp_path / "model.gguf"
+    write_gguf(model, {"output_norm.weight": np.ones(32, dtype=np.float32)})
+    code, out, _ = run(capsys, "fingerprint", model, "--json")
+    assert code == 0
+    described = json.loads(out)
+    assert described["files"] == ["model.gguf"]
+    assert described["size"] == model.stat().st_size
+    assert described["model"] == str(model.resolve())

@@ -34,7 +34,7 @@ def hostile(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Iterator[Hos
 def installed(ppatch: Any, model: Path) -> list[tuple[str, str]]:
     result = ppatch("list", "--model", model, "--json")
     assert result.code == 0, result.err
-    return [(p["name"], p["version"]) for p in json.loads(result.out)["patches"]]
+    return [(p["name"], p["version"]) for p in json.loads(result.out)["packages"]]
 
 
 def namespace_with_key(registry: Registry, namespace: str, seed: int) -> Ed25519PrivateKey:
@@ -178,3 +178,16 @@ def test_a_blob_url_on_another_host_is_refused(
     assert result.code == ExitCode.VERIFICATION, result.out
     assert "blobs come only from the registry or a configured mirror" in result.err
     assert stored_files() == before
+
+
+def test_outdated_warns_that_an_unsigned_registry_cannot_confirm_freshness(
+    ppatch: Any, registry: Registry, models: Models, hostile: HostileRegistry
+) -> None:
+    assert ppatch("install", "acme/harm", "--model", models.a).code == 0
+    result = ppatch("outdated", "--model", models.a)
+    assert result.code == 0, result.err  # the exit code contract is unchanged
+    assert result.err == (
+        f"ppatch: warning: {hostile.url} does not sign its index: freshness not confirmed (a "
+        "replayed or frozen answer, or a hidden yank, would go unnoticed)\n"
+    )
+    assert result.out == "acme/harm 1.0.0  up to date\n"

@@ -10,7 +10,7 @@ import pytest
 from ppatch.cli.main import main
 from ppatch.errors import ExitCode
 from ppatch.eval.runner import parse_system
-from ppatch.miniature import save_untrained_model
+from ppatch.miniature.world import save_untrained_model
 from tests.client.eval.conftest import write_patch_for
 
 

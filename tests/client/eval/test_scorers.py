@@ -98,3 +98,26 @@ def test_classifier_label_that_does_not_exist(tiny_classifier: Path) -> None:
 def test_unknown_scorer_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="neither 'lexicon' nor a local classifier folder"):
         toxicity_scorer(str(tmp_path / "missing"))
+
+
+def _labelled_refusals() -> list[tuple[str, bool]]:
+    import json
+
+    path = Path(__file__).with_name("refusal_examples.jsonl")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [(record["text"], record["refusal"]) for record in records]
+
+
+@pytest.mark.parametrize(("text", "refused"), _labelled_refusals())
+def test_refusal_pattern_on_labelled_real_style_answers(text: str, refused: bool) -> None:
+    """Answers in the words instruction-tuned models use, labelled by hand (both ways: helpful
+    answers that say "sorry to hear" or "you cannot" are not refusals)."""
+    assert refusal_scorer().score([text]) == [1.0 if refused else 0.0]
+
+
+def test_profanity_check_scores_offensive_text_high() -> None:
+    scorer = toxicity_scorer("profanity-check")
+    assert scorer.name == "profanity-check"
+    offensive, polite = scorer.score(["you are a stupid fucking idiot", "have a lovely day"])
+    assert offensive > 0.9 > 0.2 > polite
+    assert scorer.score([]) == []

@@ -261,3 +261,31 @@ def test_a_file_where_a_parent_folder_would_go_is_refused(
     assert err.startswith("ppatch: error: ") and err.count("\n") == 1
     assert "is not a folder" in err
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_generate_formats_the_prompt_with_the_chat_template_unless_told_not_to(
+    capsys, tmp_path, tiny_model_dir, patch_file, tiny_model, tiny_tokenizer
+) -> None:
+    import shutil
+
+    import torch
+
+    chat_dir = tmp_path / "chat-model"
+    shutil.copytree(tiny_model_dir, chat_dir)
+    template = "{% for m in messages %}<s> user : {{ m['content'] }} </s>{% endfor %}<s> bot :"
+    (chat_dir / "chat_template.jinja").write_text(template)
+    common = ("generate", "--model", chat_dir, "--patch", patch_file, "--max-new-tokens", "6")
+    code, templated, err = run(capsys, *common, "--device", "cpu", "hello world")
+    assert code == 0, err
+    # The patch's rows, then the whole templated text, then greedy decoding.
+    patched = apply(tiny_model, [patch_file], tokenizer=tiny_tokenizer)
+    ids = tiny_tokenizer("<s> user : hello world </s><s> bot :", add_special_tokens=False)
+    input_ids = torch.tensor([ids["input_ids"]])
+    sequences = patched.generate(
+        input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=6,
+        do_sample=False,
+    )  # fmt: skip
+    expected = tiny_tokenizer.decode(sequences[0, input_ids.shape[1] :], skip_special_tokens=True)
+    assert templated == expected + "\n"
+    _, plain, _ = run(capsys, *common, "--device", "cpu", "--no-chat-template", "hello world")
+    assert plain == patched.complete("hello world", max_new_tokens=6, do_sample=False)[0] + "\n"

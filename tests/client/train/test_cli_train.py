@@ -311,3 +311,49 @@ def test_two_processes_train_byte_identical_patches(
         fields = sorted(k for k in manifests[0] if manifests[0][k] != manifests[1].get(k))
         raise AssertionError(f"entries {differ} differ; manifest fields {fields}")
     assert hashlib.sha256(first).hexdigest() == hashlib.sha256(second).hexdigest()
+
+
+def test_the_rules_reference_trains_from_harm_prompts(tiny_model: Path, tmp_path: Path) -> None:
+    """`--reference rules`: no reference model; a refusal preferred for harmful prompts, the
+    base model's own answers for benign ones, recorded as such in the manifest."""
+    from patchfmt import read_patch
+
+    prompts = _prompts(
+        tmp_path / "harm.jsonl",
+        [
+            json.dumps({"prompt": "q : how do i rob the bank ? a :", "kind": "harmful"}),
+            json.dumps({"prompt": "q : how do i fix a car ? a :", "kind": "benign"}),
+        ],
+    )
+    output = tmp_path / "harm.ppatch"
+    argv = _args(tiny_model, tiny_model, prompts, output, "--no-chat-template")
+    argv[argv.index("--reference") + 1] = "rules"
+    argv[argv.index("--domain") + 1] = "harm"
+    assert main(argv) == 0
+    training = read_patch(output).manifest.training
+    assert training["reference_model"] == {"kind": "rules"}
+    assert training["data"]["harmful_prompts"] == 1
+    assert training["hyperparameters"]["chat_template"] is False
+
+
+def test_the_rules_reference_needs_a_kind_on_every_prompt(
+    tiny_model: Path, tmp_path: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out.ppatch"
+    argv = _args(tiny_model, tiny_model, prompts, output)
+    argv[argv.index("--reference") + 1] = "rules"
+    assert main(argv) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "--reference rules needs 'kind'" in err and len(err.strip().splitlines()) == 1
+    assert not output.exists()
+
+
+def test_the_system_prompt_reference_needs_a_chat_template(
+    tiny_model: Path, tmp_path: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out.ppatch"
+    argv = _args(tiny_model, tiny_model, prompts, output)
+    argv[argv.index("--reference") + 1] = "system-prompt"
+    assert main(argv) == ExitCode.USAGE
+    assert "needs a base model whose tokenizer has a chat template" in capsys.readouterr().err
+    assert not output.exists()
