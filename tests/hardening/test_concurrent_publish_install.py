@@ -106,7 +106,7 @@ def _installed(env: dict[str, str], model: Path) -> list[tuple[str, str, str]]:
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return [(p["name"], p["version"], p["sha256"]) for p in json.loads(result.stdout)["patches"]]
+    return [(p["name"], p["version"], p["sha256"]) for p in json.loads(result.stdout)["packages"]]
 
 
 def test_publishers_and_installers_in_parallel(
