@@ -47,6 +47,7 @@ __all__ = [
     "default_prefix_store",
     "embedding_width",
     "full_attention_cache",
+    "grown_buffers",
 ]
 
 
@@ -203,17 +204,39 @@ def _define_growing_layer() -> type:
             key_states: torch.Tensor,
             value_states: torch.Tensor,
         ) -> None:
-            capacity = length + max(length // 2, _MIN_SPARE_TOKENS)
-            buffers = []
-            for old, new in ((self.keys, key_states), (self.values, value_states)):
-                shape = (new.shape[0], new.shape[1], capacity, new.shape[-1])
-                buffer = torch.empty(shape, dtype=new.dtype, device=new.device)
-                if held and old is not None:
-                    buffer[:, :, :held].copy_(old)
-                buffers.append(buffer)
-            self._key_buffer, self._value_buffer = buffers
+            self._key_buffer, self._value_buffer = grown_buffers(
+                (self.keys, self.values),
+                (key_states, value_states),
+                held=held,
+                length=length,
+                spare=_MIN_SPARE_TOKENS,
+            )
 
     return GrowingLayer
+
+
+def grown_buffers(
+    held_states: tuple[torch.Tensor | None, torch.Tensor | None],
+    new_states: tuple[torch.Tensor, torch.Tensor],
+    *,
+    held: int,
+    length: int,
+    spare: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key and value buffers with room for `length` columns and spare (half as many again, at
+    least `spare`), shaped and typed like `new_states`, their first `held` columns copied from
+    `held_states`. A cache layer that appends into them reallocates only when they are full."""
+    import torch
+
+    capacity = length + max(length // 2, spare)
+    buffers = []
+    for old, new in zip(held_states, new_states, strict=True):
+        shape = (new.shape[0], new.shape[1], capacity, new.shape[-1])
+        buffer = torch.empty(shape, dtype=new.dtype, device=new.device)
+        if held and old is not None:
+            buffer[:, :, :held].copy_(old)
+        buffers.append(buffer)
+    return buffers[0], buffers[1]
 
 
 def _define_transient_layer() -> type:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ppatch.runtime.attention import grouped_attention_for
 from ppatch.runtime.compat import cache_keyword
+from ppatch.runtime.prefix import grown_buffers
 from ppatch.serve.jobs import Job, Row, eos_ids_of
 from ppatch.serve.sampling import Sampling, choose_tokens, generator_for
 
@@ -242,7 +243,6 @@ def _appending_cache(layers: list[tuple[torch.Tensor, torch.Tensor]], config: An
 
 
 def _define_appending_layer() -> type:
-    import torch
     from transformers.cache_utils import DynamicLayer
 
     class AppendingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
@@ -265,15 +265,13 @@ def _define_appending_layer() -> type:
         ) -> tuple[torch.Tensor, torch.Tensor]:
             length = held + int(key_states.shape[-2])
             if self._buffers is None or length > self._buffers[0].shape[-2]:
-                capacity = length + max(length // 2, _SPARE_COLUMNS)
-                grown = []
-                for old, new in ((self.keys, key_states), (self.values, value_states)):
-                    shape = (new.shape[0], new.shape[1], capacity, new.shape[-1])
-                    buffer = torch.empty(shape, dtype=new.dtype, device=new.device)
-                    if held and old is not None:
-                        buffer[:, :, :held].copy_(old)
-                    grown.append(buffer)
-                self._buffers = (grown[0], grown[1])
+                self._buffers = grown_buffers(
+                    (self.keys, self.values),
+                    (key_states, value_states),
+                    held=held,
+                    length=length,
+                    spare=_SPARE_COLUMNS,
+                )
             keys, values = self._buffers
             keys[:, :, held:length].copy_(key_states)
             values[:, :, held:length].copy_(value_states)
