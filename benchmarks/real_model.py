@@ -42,10 +42,9 @@ from ppatch.train.modeling import load_model as load_training_model
 from ppatch.train.pipeline import (
     PreferenceData,
     fit_prompt,
-    generate_preference_data,
     rule_preference_data,
 )
-from ppatch.train.stages import PairExample
+from ppatch.train.stages import Example, PairExample
 
 BENIGN_FILE = Path(__file__).with_name("data") / "benign_prompts.jsonl"
 SPLIT_SEED = 17
@@ -120,32 +119,98 @@ def real_text(count: int, tokens: int, tokenizer: Any) -> list[dict[str, Any]]:
 # -- training ---------------------------------------------------------------------------------
 
 
-def distilled_toxicity_data(
-    config: TrainConfig, base: LoadedModel, records: list[dict[str, Any]], scorer: Any
+def ranked_toxicity_data(
+    config: TrainConfig,
+    base: LoadedModel,
+    records: list[dict[str, Any]],
+    scorer: Any,
+    *,
+    samples: int,
+    margin: float,
 ) -> PreferenceData:
-    """Context distillation kept only where it helps: M with the safety system prompt answers
-    each prompt, M answers it plainly, and a pair is kept when the classifier rates the
-    reference's answer less offensive; SFT sees the reference's answers rated under 0.5."""
+    """Classifier-ranked pairs from a pool of answers: for each prompt, `samples` answers
+    sampled from M and `samples` from M with the safety system prompt (context distillation)
+    are scored by the classifier; the least offensive answer of the pool is chosen, the most
+    offensive rejected, and the pair is kept when their scores differ by at least `margin`.
+    SFT sees every prompt's least offensive answer when it scores under 0.5.
+
+    Filtering one reference answer against one base answer (the first version of this
+    benchmark) kept 3 pairs of 12: on most prompts neither answer is offensive, or the system
+    prompt makes no difference. Ranking a pool finds a contrast wherever the model's own
+    samples give one (best-of-n against worst-of-n, as in rejection-sampling fine-tuning).
+    """
     reference = replace(base, system_prompt=config.safety_system_prompt)
-    data = generate_preference_data(replace(config, anchor_samples=0), base, reference, records)
+    prompt_ids = [encode_prompt(base, record["prompt"]) for record in records]
+    pools: list[list[list[int]]] = [[] for _ in records]
+    for seed, model in ((config.seed, reference), (config.seed + 1, base)):
+        model_ids = [encode_prompt(model, record["prompt"]) for record in records]
+        generated = generate(
+            model, None, model_ids, samples=samples, max_new_tokens=config.max_new_tokens,
+            temperature=1.0, seed=seed,
+        )  # fmt: skip
+        for pool, answers_of_prompt in zip(pools, generated, strict=True):
+            pool.extend(answers_of_prompt)
     decode = base.tokenizer.decode
+    eos = base.eos_id
+    sft: list[Example] = []
     pairs: list[PairExample] = []
-    chosen_scores = scorer.score([decode(p.chosen, skip_special_tokens=True) for p in data.pairs])
-    rejected_scores = scorer.score(
-        [decode(p.rejected, skip_special_tokens=True) for p in data.pairs]
-    )
-    for pair, good, bad in zip(data.pairs, chosen_scores, rejected_scores, strict=True):
-        if good < bad:
-            pairs.append(pair)
-    sft_scores = scorer.score([decode(e.answer, skip_special_tokens=True) for e in data.sft])
-    sft = [e for e, score in zip(data.sft, sft_scores, strict=True) if score < 0.5]
+    gaps: list[float] = []
+    for ids, pool in zip(prompt_ids, pools, strict=True):
+        scores = scorer.score([decode(answer, skip_special_tokens=True) for answer in pool])
+        ranked = sorted(range(len(pool)), key=lambda index: scores[index])
+        best, worst = ranked[0], ranked[-1]
+        chosen, rejected = [*pool[best], eos], [*pool[worst], eos]
+        if scores[best] < 0.5:
+            sft.append(Example(ids, chosen))
+        if scores[worst] - scores[best] >= margin and chosen != rejected:
+            pairs.append(PairExample(ids, chosen, rejected))
+            gaps.append(scores[worst] - scores[best])
     description = {
-        **data.description,
-        "filter": f"{scorer.name}: pairs with p(chosen) < p(rejected); SFT answers with p < 0.5",
+        "source": "classifier-ranked pool: M and M with the safety system prompt, "
+        f"{samples} samples each at temperature 1; least offensive chosen, most rejected",
+        "scorer": scorer.name,
+        "prompts": len(records),
+        "margin": margin,
         "preference_pairs": len(pairs),
+        "mean_score_gap": round(sum(gaps) / len(gaps), 3) if gaps else 0.0,
         "sft_examples": len(sft),
+        "max_new_tokens": config.max_new_tokens,
     }
     return PreferenceData(sft, pairs, description, records)
+
+
+def text_anchors(base: LoadedModel, count: int, *, context: int, length: int) -> list[Example]:
+    """SFT examples that hold plain-text modelling in place: the first `context` tokens of a
+    standard-library module's docstring (real English, and not the perplexity texts, which are
+    pydoc_data's topics) and M's own greedy continuation of `length` tokens. SmolLM2's
+    tokenizer adds no beginning-of-text token, so the pipeline's own anchors (texts sampled
+    from the beginning of text alone) are empty for it."""
+    import importlib
+
+    texts: list[list[int]] = []
+    for name in ANCHOR_MODULES:
+        doc = " ".join((importlib.import_module(name).__doc__ or "").split())
+        ids = encode(base, doc, special=False)
+        if len(ids) >= context + length:
+            texts.append(ids[:context])
+        if len(texts) == count:
+            break
+    generated = generate(
+        base, None, texts, samples=1, max_new_tokens=length, temperature=0.0, seed=0
+    )
+    return [
+        Example(prompt, answer[0]) for prompt, answer in zip(texts, generated, strict=True)
+        if answer[0]
+    ]  # fmt: skip
+
+
+# Standard-library modules whose docstrings hold 40 words of prose or more (Python 3.11-3.13).
+ANCHOR_MODULES = (
+    "argparse", "calendar", "collections", "copy", "csv", "difflib", "doctest", "gettext",
+    "heapq", "inspect", "json", "locale", "operator", "optparse", "pickle", "pprint", "random",
+    "re", "sched", "shelve", "statistics", "string", "subprocess", "tempfile", "timeit",
+    "tokenize", "typing", "unittest", "uuid",
+)  # fmt: skip
 
 
 def train(
@@ -229,38 +294,47 @@ def measure(
     prefix: Any,
     test: dict[str, list[dict[str, Any]]],
     settings: argparse.Namespace,
+    kinds: tuple[str, ...] = ("harm", "toxicity", "text"),
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    refusal = refusal_scorer()
-    toxicity = ProfanityCheckScorer()
+    """The measures of `kinds` ("harm": refusal and answer rates; "toxicity": EMT and toxicity
+    probability; "text": perplexity) on the prompts in `test`."""
+    measures: dict[str, float] = {}
+    examples: dict[str, Any] = {}
     length = settings.max_new_tokens
-    harmful = answers(loaded, prefix, [r["prompt"] for r in test["harmful"]], samples=1,
-                      temperature=0.0, max_new_tokens=length)  # fmt: skip
-    benign = answers(loaded, prefix, [r["prompt"] for r in test["benign"]], samples=1,
-                     temperature=0.0, max_new_tokens=length)  # fmt: skip
-    toxic = answers(loaded, prefix, [r["prompt"] for r in test["toxic"]],
-                    samples=settings.toxicity_samples, temperature=1.0,
-                    max_new_tokens=length)  # fmt: skip
-    borderline = [i for i, r in enumerate(test["benign"]) if r.get("borderline")]
-    benign_refused = refusal.score([a[0] for a in benign])
-    scores = [toxicity.score(per) for per in toxic]
-    measures = {
-        "harmful_refusal": rate(refusal.score([a[0] for a in harmful])),
-        "benign_answer": 1.0 - rate(benign_refused),
-        "borderline_answer": 1.0 - rate([benign_refused[i] for i in borderline])
-        if borderline
-        else float("nan"),
-        "expected_max_toxicity": expected_maximum_toxicity(scores),
-        "toxicity_probability": toxicity_probability(scores),
-        "perplexity": fluency(loaded, prefix, test["text"]),
-    }
-    examples = {
-        kind: [
-            {"prompt": record["prompt"], "answer": answer[0]}
-            for record, answer in zip(test[kind][:4], generated[:4], strict=True)
-        ]
-        for kind, generated in (("harmful", harmful), ("benign", benign), ("toxic", toxic))
-    }
+    if "harm" in kinds:
+        refusal = refusal_scorer()
+        harmful = answers(loaded, prefix, [r["prompt"] for r in test["harmful"]], samples=1,
+                          temperature=0.0, max_new_tokens=length)  # fmt: skip
+        benign = answers(loaded, prefix, [r["prompt"] for r in test["benign"]], samples=1,
+                         temperature=0.0, max_new_tokens=length)  # fmt: skip
+        borderline = [i for i, r in enumerate(test["benign"]) if r.get("borderline")]
+        benign_refused = refusal.score([a[0] for a in benign])
+        measures["harmful_refusal"] = rate(refusal.score([a[0] for a in harmful]))
+        measures["benign_answer"] = 1.0 - rate(benign_refused)
+        measures["borderline_answer"] = (
+            1.0 - rate([benign_refused[i] for i in borderline]) if borderline else float("nan")
+        )
+        examples["harmful"] = _examples(test["harmful"], harmful)
+        examples["benign"] = _examples(test["benign"], benign)
+    if "toxicity" in kinds:
+        toxicity = ProfanityCheckScorer()
+        toxic = answers(loaded, prefix, [r["prompt"] for r in test["toxic"]],
+                        samples=settings.toxicity_samples, temperature=1.0,
+                        max_new_tokens=length)  # fmt: skip
+        scores = [toxicity.score(per) for per in toxic]
+        measures["expected_max_toxicity"] = expected_maximum_toxicity(scores)
+        measures["toxicity_probability"] = toxicity_probability(scores)
+        examples["toxic"] = _examples(test["toxic"], toxic)
+    if "text" in kinds:
+        measures["perplexity"] = fluency(loaded, prefix, test["text"])
     return measures, examples
+
+
+def _examples(records: list[dict[str, Any]], generated: list[list[str]]) -> list[dict[str, str]]:
+    return [
+        {"prompt": record["prompt"], "answer": answer[0]}
+        for record, answer in zip(records[:4], generated[:4], strict=True)
+    ]
 
 
 def verdicts(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
@@ -349,41 +423,64 @@ def plots(report: dict[str, Any], out: Path) -> None:
         plt.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="model folder or GGUF file (default: SmolLM2)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--dtype", default="auto", help="dtype of the frozen model (ppatch train's --dtype)"
+    )
     parser.add_argument("--cache", type=Path, help="where wheels are cached (default: ppatch's)")
     parser.add_argument("--train", type=int, default=32, help="training prompts per kind")
-    parser.add_argument("--test", type=int, default=24, help="test prompts per kind")
-    parser.add_argument("--validation", type=int, default=16)
+    parser.add_argument("--test", type=int, default=32, help="test prompts per kind")
+    parser.add_argument("--validation", type=int, default=24)
     parser.add_argument("--texts", type=int, default=16, help="real texts for perplexity")
-    parser.add_argument("--sft-steps", type=int, default=24)
-    parser.add_argument("--dpo-steps", type=int, default=16)
+    parser.add_argument("--sft-steps", type=int, default=40)
+    parser.add_argument("--dpo-steps", type=int, default=20)
     parser.add_argument("--sft-lr", type=float, default=0.02)
     parser.add_argument("--dpo-lr", type=float, default=0.005)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--virtual-tokens", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=24)
-    parser.add_argument("--toxicity-samples", type=int, default=2)
+    parser.add_argument("--toxicity-samples", type=int, default=2, help="samples per test prompt")
+    parser.add_argument(
+        "--toxicity-pool", type=int, default=4,
+        help="training answers per prompt from M and from M with the system prompt, ranked",
+    )  # fmt: skip
+    parser.add_argument("--toxicity-margin", type=float, default=0.1)
+    parser.add_argument(
+        "--text-anchors", type=int, default=16,
+        help="plain-text continuations by M added to SFT, to hold perplexity (0: none)",
+    )  # fmt: skip
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--ablation", action="store_true")
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads (1: fastest on a shared machine)"
     )
-    args = parser.parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()):
-        print(f"error: {str(args.out)!r} exists and is not empty", file=sys.stderr)
-        return 2
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
+    return parser
 
-    def lap(name: str, since: float) -> float:
-        timings[name] = round(time.perf_counter() - since, 1)
-        print(f"[{time.perf_counter() - started:7.0f}s] {name}: {timings[name]}s", file=sys.stderr)
-        return time.perf_counter()
 
+@dataclass
+class Prepared:
+    """The loaded model, the splits and both patches' training data."""
+
+    base: LoadedModel
+    harmful: Splits
+    benign: Splits
+    toxic: Splits
+    paragraphs: list[dict[str, Any]]
+    harm_config: TrainConfig
+    tox_config: TrainConfig
+    harm_data: PreferenceData
+    tox_data: PreferenceData
+
+
+def prepare(
+    args: argparse.Namespace, lap: Any, domains: tuple[str, ...] = ("harm", "toxicity")
+) -> Prepared:
+    """Load the model, cut the splits and build the training data of `domains` (the other's
+    is left empty: the validation sweep tunes one domain at a time)."""
     import torch
 
     torch.manual_seed(0)
@@ -397,18 +494,13 @@ def main(argv: list[str] | None = None) -> int:
 
         args.model = smollm2_gguf(args.cache)
     data = read_data(args.cache)
-    base = load_training_model(args.model, args.device)
+    base = load_training_model(args.model, args.device, dtype=args.dtype)
     mark = lap("fetch and load", mark)
     harmful = split(data["harmful"], SPLIT_SEED, args.test, args.validation)
-    benign = split(data["benign"], SPLIT_SEED, args.test, min(args.validation, 8))
+    benign = split(data["benign"], SPLIT_SEED, min(args.test, 20), min(args.validation, 12))
     toxic = split(data["toxic"], SPLIT_SEED, args.test, args.validation)
-    test = {
-        "harmful": harmful.test,
-        "benign": benign.test,
-        "toxic": toxic.test,
-        "text": real_text(args.texts, 64, base.tokenizer),
-    }
-    scorer = ProfanityCheckScorer()
+    # Test texts first, then validation texts: the two never overlap.
+    paragraphs = real_text(2 * args.texts, 64, base.tokenizer)
     common = {
         "base": str(args.model), "output": args.out / "unused",
         "name": "bench/x", "version": "0.1.0", "virtual_tokens": args.virtual_tokens,
@@ -416,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         "sft_learning_rate": args.sft_lr, "dpo_learning_rate": args.dpo_lr,
         "batch_size": args.batch_size, "samples_per_prompt": 1, "anchor_samples": 0,
         "max_new_tokens": args.max_new_tokens, "temperature": 0.0,
-        "gradient_checkpointing": args.gradient_checkpointing,
+        "gradient_checkpointing": args.gradient_checkpointing, "dtype": args.dtype,
     }  # fmt: skip
     harm_config = TrainConfig(
         **common, domain="harm", reference="rules",
@@ -426,11 +518,65 @@ def main(argv: list[str] | None = None) -> int:
         **common, domain="toxicity", reference="system-prompt",
         init_text="Reply calmly and respectfully, without insults, slurs or profanity.",
     )  # fmt: skip
-    harm_records = harmful.train[: args.train] + benign.train[: args.train]
-    harm_data = rule_preference_data(harm_config, base, harm_records)
-    mark = lap("harm data (rules reference)", mark)
-    tox_data = distilled_toxicity_data(tox_config, base, toxic.train[: args.train], scorer)
-    mark = lap("toxicity data (filtered context distillation)", mark)
+    anchors = text_anchors(base, args.text_anchors, context=16, length=args.max_new_tokens)
+    mark = lap("text anchors", mark)
+    harm_data = tox_data = PreferenceData([], [])
+    if "harm" in domains:
+        harm_records = harmful.train[: args.train] + benign.train[: args.train]
+        harm_data = rule_preference_data(harm_config, base, harm_records)
+        harm_data.sft += anchors
+        harm_data.description["text_anchors"] = len(anchors)
+        mark = lap("harm data (rules reference)", mark)
+    if "toxicity" in domains:
+        tox_data = ranked_toxicity_data(
+            tox_config, base, toxic.train[: args.train], ProfanityCheckScorer(),
+            samples=args.toxicity_pool, margin=args.toxicity_margin,
+        )  # fmt: skip
+        tox_data.sft += anchors
+        tox_data.description["text_anchors"] = len(anchors)
+        lap("toxicity data (classifier-ranked pool)", mark)
+    return Prepared(
+        base, harmful, benign, toxic, paragraphs, harm_config, tox_config, harm_data, tox_data
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.out.exists() and any(args.out.iterdir()):
+        print(f"error: {str(args.out)!r} exists and is not empty", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        timings[name] = round(time.perf_counter() - since, 1)
+        print(f"[{time.perf_counter() - started:7.0f}s] {name}: {timings[name]}s", file=sys.stderr)
+        return time.perf_counter()
+
+    from ppatch.train.modeling import threads_for
+
+    prepared = prepare(args, lap)
+    base = prepared.base
+    with threads_for(base.model):
+        return _run(args, prepared, lap, timings, started)
+
+
+def _run(
+    args: argparse.Namespace, prepared: Prepared, lap: Any, timings: dict[str, float],
+    started: float,
+) -> int:  # fmt: skip
+    import torch
+
+    base = prepared.base
+    harm_config, tox_config = prepared.harm_config, prepared.tox_config
+    harm_data, tox_data = prepared.harm_data, prepared.tox_data
+    test = {
+        "harmful": prepared.harmful.test,
+        "benign": prepared.benign.test,
+        "toxic": prepared.toxic.test,
+        "text": prepared.paragraphs[: args.texts],
+    }
+    mark = time.perf_counter()
     prompts: dict[str, Any] = {}
     stage_list = ["sft+dpo", "sft", "dpo"] if args.ablation else ["sft+dpo"]
     for stages in stage_list:
@@ -467,29 +613,21 @@ def main(argv: list[str] | None = None) -> int:
         mark = lap(f"evaluate {name}", mark)
         # Each system's figures as soon as they exist: a long run interrupted keeps them.
         print(json.dumps({name: rows[name]}), file=sys.stderr, flush=True)
+    sizes = {
+        "harmful (Do-Not-Answer)": prepared.harmful,
+        "benign (benchmarks/data)": prepared.benign,
+        "toxic (RealToxicityPrompts)": prepared.toxic,
+    }
     report = {
         "measured": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": " ".join(sys.argv),
         "model": str(args.model),
         "device": args.device,
+        "dtype": str(next(base.model.parameters()).dtype).removeprefix("torch."),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "splits": {
             "seed": SPLIT_SEED,
-            "harmful (Do-Not-Answer)": [
-                len(harmful.train),
-                len(harmful.validation),
-                len(harmful.test),
-            ],
-            "benign (benchmarks/data)": [
-                len(benign.train),
-                len(benign.validation),
-                len(benign.test),
-            ],
-            "toxic (RealToxicityPrompts)": [
-                len(toxic.train),
-                len(toxic.validation),
-                len(toxic.test),
-            ],
+            **{name: [len(s.train), len(s.validation), len(s.test)] for name, s in sizes.items()},
             "used for training per kind": args.train,
         },
         "training_data": {"harm": harm_data.description, "toxicity": tox_data.description},

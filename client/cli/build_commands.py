@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ppatch.errors import ConflictError, NotFoundError, UsageError
-from ppatch.train.config import STAGES, TrainConfig
+from ppatch.train.config import COMPUTE_DTYPES, STAGES, TrainConfig
 
 __all__ = ["register"]
 
@@ -109,7 +109,7 @@ def _add_run_flags(
     plain: Sequence[tuple[str, str]] = (),
 ) -> None:
     """The tail `train` and `eval` share, in this order: the numeric knobs (each help text ends
-    with its default), then plain string options (flag, help), then --device."""
+    with its default), then plain string options (flag, help), then --device and --dtype."""
     for flag, kind, default, text in knobs:
         # strip: a knob may have no text of its own, only its default (eval's --max-new-tokens).
         help_text = f"{text} (default: {default})".strip()
@@ -117,6 +117,13 @@ def _add_run_flags(
     for flag, text in plain:
         parser.add_argument(flag, help=text)
     parser.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    parser.add_argument(
+        "--dtype",
+        default=_DEFAULTS.dtype,
+        help=f"dtype the frozen model computes in: {', '.join(COMPUTE_DTYPES)} (default: auto, "
+        "bfloat16 for models of 20M+ parameters where the device has native bfloat16, else "
+        "float32)",
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -154,6 +161,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device,
         chat_template=args.chat_template,
         gradient_checkpointing=args.gradient_checkpointing,
+        dtype=args.dtype,
     )
     path = train_patch(config)
     print(f"wrote {path}")
@@ -260,6 +268,7 @@ def _eval(args: argparse.Namespace) -> int:
             scorer_label=args.scorer_label,
             device=args.device,
             chat_template=args.chat_template,
+            dtype=args.dtype,
         ),
     )
     sys.stdout.write(report.markdown())

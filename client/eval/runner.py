@@ -22,6 +22,7 @@ from ppatch.eval.scorers import Scorer, refusal_scorer, toxicity_scorer
 from ppatch.eval.suites import SUITES, record_problem, run_suite
 from ppatch.installed import installed_file
 from ppatch.output_paths import check_parent_creatable
+from ppatch.train.config import COMPUTE_DTYPES
 from ppatch.train.data import InvalidDataFileError, read_jsonl
 from ppatch.train.modeling import LoadedModel, load_model, threads_for
 
@@ -56,6 +57,8 @@ class EvalSettings:
     scorer_label: str | None = None
     device: str | None = None
     chat_template: bool = True
+    # ppatch.train.config.COMPUTE_DTYPES; "auto" as `ppatch train` resolves it.
+    dtype: str = "auto"
 
 
 def _short(path_or_spec: str) -> str:
@@ -195,6 +198,10 @@ def run_eval(
         raise UsageError("give at least one model to evaluate")
     if settings.samples < 1 or settings.max_new_tokens < 1:
         raise UsageError("--samples and --max-new-tokens must be at least 1")
+    if settings.dtype not in COMPUTE_DTYPES:
+        raise UsageError(
+            f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {settings.dtype!r}"
+        )
     if output is not None:
         _check_output(output)
     records = read_suite_records(suite, prompts)
@@ -208,7 +215,10 @@ def run_eval(
     for system in _unique_labels(systems):
         if system.model not in models:
             models[system.model] = load_model(
-                system.model, settings.device, chat_template=settings.chat_template
+                system.model,
+                settings.device,
+                chat_template=settings.chat_template,
+                dtype=settings.dtype,
             )
         model = models[system.model]
         loaded.append((system, model, _load_patches(model, system.patches)))

@@ -65,22 +65,41 @@ def load_pretrained(
     from ppatch.runtime.model_source import model_source
 
     source = model_source(path)
-    default_dtype: Any = "float32" if source.is_gguf else "auto"
+    converted: Path | None = None
+    if source.is_gguf:
+        from ppatch.runtime.gguf_cache import converted_folder, is_complete
+
+        converted = converted_folder(path)
+        if is_complete(converted):
+            # Read the earlier conversion; the model stays the GGUF file's (name_or_path below).
+            source = model_source(converted)
+    # A GGUF file dequantizes to float32, and its conversion is kept in float32 whatever
+    # dtype this load asks for; the cast comes after.
+    read_dtype: Any = "float32" if converted is not None else (torch_dtype or "auto")
     quiet_transformers()
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             source.folder, local_files_only=True, **source.arguments
         )
         network: Any = AutoModelForCausalLM.from_pretrained(
-            source.folder,
-            local_files_only=True,
-            dtype=torch_dtype if torch_dtype is not None else default_dtype,
-            **source.arguments,
+            source.folder, local_files_only=True, dtype=read_dtype, **source.arguments
         )
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         shown = label if label is not None else str(path)
         raise UsageError(f"cannot load model {shown!r}: {first_line}") from error
+    if converted is not None:
+        if source.is_gguf:
+            from ppatch.runtime.gguf_cache import save_converted
+
+            save_converted(network, tokenizer, converted)
+        else:
+            # What a load from the GGUF file itself gives: its folder (ppatch.apply and
+            # fingerprints read it; the cache folder is not the model's identity).
+            network.name_or_path = str(path.parent)
+            network.config._name_or_path = str(path.parent)
+        if torch_dtype is not None:
+            network = network.to(torch_dtype)
     network = network.to(torch_device).eval()
     return PretrainedModel(network, tokenizer)
 

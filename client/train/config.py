@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "COMPUTE_DTYPES",
     "REFERENCE_KINDS",
     "RULE_REFUSAL",
     "SAFETY_SYSTEM_PROMPT",
@@ -36,6 +37,9 @@ SAFETY_SYSTEM_PROMPT = (
     "Answer every other request helpfully. Never use insults, slurs or profanity."
 )
 RULE_REFUSAL = "I'm sorry, but I can't help with that request."
+# `--dtype` of `ppatch train` and `ppatch eval`: the dtype the frozen model computes in. The
+# soft prompt, its gradients and the optimizer state stay float32 whatever it is.
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,10 @@ class TrainConfig:
     temperature: float = 1.0
     seed: int = 0
     device: str | None = None
+    # The dtype the frozen model computes in (ppatch.train.modeling.COMPUTE_DTYPES): "auto" is
+    # bfloat16 for models of 20M parameters or more on hardware with native bfloat16 products
+    # (CUDA, or a CPU with AMX / AVX-512 BF16), float32 otherwise. The prefix stays float32.
+    dtype: str = "auto"
     # Prompts go through the tokenizer's chat template when it has one (docs/training.md).
     chat_template: bool = True
     # Recompute activations in the backward pass: less memory, about a third more time.

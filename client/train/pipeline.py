@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.output_paths import check_parent_creatable
-from ppatch.train.config import RULE_REFUSAL, STAGES, TrainConfig
+from ppatch.train.config import COMPUTE_DTYPES, RULE_REFUSAL, STAGES, TrainConfig
 from ppatch.train.data import InvalidDataFileError, PreferencePair, read_pairs, read_prompts
 from ppatch.train.modeling import (
     LoadedModel,
@@ -97,6 +97,10 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{flag} must be positive, got {rate!r}")
     if config.dpo_nll_weight < 0:
         raise UsageError(f"--dpo-nll-weight must not be negative, got {config.dpo_nll_weight!r}")
+    if config.dtype not in COMPUTE_DTYPES:
+        raise UsageError(
+            f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {config.dtype!r}"
+        )
     if config.temperature < 0:
         raise UsageError(f"--temperature must not be negative, got {config.temperature!r}")
     if config.key is not None:
@@ -307,7 +311,9 @@ def load_reference(config: TrainConfig, base: LoadedModel) -> LoadedModel | None
             chat_template=True,
             system_prompt=config.safety_system_prompt,
         )
-    reference = load_model(config.reference, config.device, chat_template=config.chat_template)
+    reference = load_model(
+        config.reference, config.device, chat_template=config.chat_template, dtype=config.dtype
+    )
     check_same_vocabulary(base, reference)
     return reference
 
@@ -455,7 +461,9 @@ def train_patch(config: TrainConfig) -> Path:
         assert config.prompts is not None
         check_rule_records(config.prompts, prompt_records)
     pair_records = read_pairs(config.pairs) if config.pairs is not None else None
-    base = load_model(config.base, config.device, chat_template=config.chat_template)
+    base = load_model(
+        config.base, config.device, chat_template=config.chat_template, dtype=config.dtype
+    )
     with threads_for(base.model):
         return _train_loaded(config, base, private_key, prompt_records, pair_records)
 

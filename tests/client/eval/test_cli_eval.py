@@ -193,6 +193,12 @@ def test_parse_system() -> None:
             ExitCode.USAGE,
             "takes no --scorer",
         ),
+        (
+            [{"prompt": "x"}],
+            ["--suite", "toxicity", "--dtype", "float8"],
+            ExitCode.USAGE,
+            "--dtype must be one of auto, float32, bfloat16, float16, got 'float8'",
+        ),
     ],
 )
 def test_bad_eval_inputs(

@@ -211,6 +211,7 @@ def test_existing_output_is_left_alone(
         (["--stages", "ppo"], ExitCode.USAGE, "--stages must be one of"),
         (["--anchor-samples", "-1"], ExitCode.USAGE, "--anchor-samples must not be negative"),
         (["--dpo-nll-weight", "-1"], ExitCode.USAGE, "--dpo-nll-weight must not be negative"),
+        (["--dtype", "int8"], ExitCode.USAGE, "--dtype must be one of auto, float32, bfloat16"),
     ],
 )
 def test_bad_flags_fail_before_any_work(

@@ -217,3 +217,64 @@ def test_batched_prompts_of_different_lengths_get_the_answers_they_get_alone(
             for p in prompts
         ]
         assert together == alone
+
+
+def test_auto_dtype_keeps_a_tiny_model_in_float32(tiny_model: Path) -> None:
+    loaded = load_model(tiny_model, "cpu", dtype="auto")
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize(("fast", "expected"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_of_a_larger_model_follows_the_hardware(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, fast: bool, expected: torch.dtype
+) -> None:
+    """From SMALL_MODEL_PARAMETERS up, bfloat16 where the device multiplies it natively."""
+    from ppatch.train import modeling
+
+    monkeypatch.setattr(modeling, "SMALL_MODEL_PARAMETERS", 1)
+    monkeypatch.setattr(modeling, "fast_bfloat16", lambda device: fast)
+    loaded = load_model(tiny_model, "cpu", dtype="auto")
+    assert {p.dtype for p in loaded.model.parameters()} == {expected}
+
+
+def test_a_bfloat16_model_trains_a_float32_prefix_close_to_float32(tiny_model: Path) -> None:
+    """The frozen model computes in bfloat16; the prefix and its gradient stay float32 and the
+    scores agree with float32's to bfloat16's precision."""
+    exact = load_model(tiny_model, "cpu", dtype="float32")
+    fast = load_model(tiny_model, "cpu", dtype="bfloat16")
+    assert {p.dtype for p in fast.model.parameters()} == {torch.bfloat16}
+    prompts = [encode(exact, "q : how do i fix a car ? a :"), encode(exact, "the cat sat")]
+    answers = [encode(exact, "first you find a map .", special=False), [5, 6]]
+    results = []
+    for loaded in (exact, fast):
+        prefix = (torch.randn(4, loaded.hidden_size, generator=torch.Generator().manual_seed(0))
+                  .requires_grad_(True))  # fmt: skip
+        total, _ = answer_logprobs(loaded, prefix, prompts, answers)
+        total.sum().backward()  # type: ignore[no-untyped-call]
+        assert total.dtype == torch.float32 and prefix.grad is not None
+        assert prefix.grad.dtype == torch.float32
+        results.append((total.detach(), prefix.grad))
+    (exact_total, exact_grad), (fast_total, fast_grad) = results
+    assert torch.allclose(fast_total, exact_total, rtol=0.03, atol=0.1)
+    cosine = torch.nn.functional.cosine_similarity(fast_grad.flatten(), exact_grad.flatten(), 0)
+    assert float(cosine) > 0.95
+
+
+def test_an_unknown_dtype_is_refused(tiny_model: Path) -> None:
+    with pytest.raises(UsageError, match="unknown dtype 'int4'"):
+        load_model(tiny_model, "cpu", dtype="int4")
+
+
+def test_larger_models_run_with_denormals_flushed_and_restored(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ppatch.train import modeling
+
+    loaded = load_model(tiny_model, "cpu")
+    denormal = 1e-40  # below float32's smallest normal number, 1.18e-38
+    with modeling.threads_for(loaded.model):
+        assert float(torch.tensor([denormal], dtype=torch.float32)[0]) != 0.0  # tiny: exact
+    monkeypatch.setattr(modeling, "SMALL_MODEL_PARAMETERS", 1)
+    with modeling.threads_for(loaded.model):
+        assert float(torch.tensor([denormal], dtype=torch.float32)[0]) == 0.0
+    assert float(torch.tensor([denormal], dtype=torch.float32)[0]) != 0.0
