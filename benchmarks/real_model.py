@@ -179,29 +179,25 @@ def ranked_toxicity_data(
     return PreferenceData(sft, pairs, description, records)
 
 
-def text_anchors(base: LoadedModel, count: int, *, context: int, length: int) -> list[Example]:
-    """SFT examples that hold plain-text modelling in place: the first `context` tokens of a
-    standard-library module's docstring (real English, and not the perplexity texts, which are
-    pydoc_data's topics) and M's own greedy continuation of `length` tokens. SmolLM2's
-    tokenizer adds no beginning-of-text token, so the pipeline's own anchors (texts sampled
-    from the beginning of text alone) are empty for it."""
+def text_anchors(base: LoadedModel, count: int, *, length: int) -> list[Example]:
+    """SFT examples that hold plain-text modelling in place: real English prose (the
+    docstrings of standard-library modules; not the perplexity texts, which are pydoc_data's
+    topics), each as its first token for a prompt and its next `length` tokens for the answer,
+    the way perplexity is measured. SmolLM2's tokenizer adds no beginning-of-text token, so the
+    pipeline's own anchors (texts sampled from the beginning of text alone) are empty for it;
+    and the model's own greedy continuations, tried first, sharpen its distribution instead of
+    keeping it (validation perplexity 1.78x at 16 anchors)."""
     import importlib
 
-    texts: list[list[int]] = []
+    anchors: list[Example] = []
     for name in ANCHOR_MODULES:
         doc = " ".join((importlib.import_module(name).__doc__ or "").split())
         ids = encode(base, doc, special=False)
-        if len(ids) >= context + length:
-            texts.append(ids[:context])
-        if len(texts) == count:
+        if len(ids) > length:
+            anchors.append(Example(ids[:1], ids[1 : length + 1]))
+        if len(anchors) == count:
             break
-    generated = generate(
-        base, None, texts, samples=1, max_new_tokens=length, temperature=0.0, seed=0
-    )
-    return [
-        Example(prompt, answer[0]) for prompt, answer in zip(texts, generated, strict=True)
-        if answer[0]
-    ]  # fmt: skip
+    return anchors
 
 
 # Standard-library modules whose docstrings hold 40 words of prose or more (Python 3.11-3.13).
@@ -451,7 +447,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--toxicity-margin", type=float, default=0.1)
     parser.add_argument(
         "--text-anchors", type=int, default=16,
-        help="plain-text continuations by M added to SFT, to hold perplexity (0: none)",
+        help="real-text SFT examples (stdlib docstrings) that hold perplexity (0: none)",
     )  # fmt: skip
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--ablation", action="store_true")
@@ -518,7 +514,7 @@ def prepare(
         **common, domain="toxicity", reference="system-prompt",
         init_text="Reply calmly and respectfully, without insults, slurs or profanity.",
     )  # fmt: skip
-    anchors = text_anchors(base, args.text_anchors, context=16, length=args.max_new_tokens)
+    anchors = text_anchors(base, args.text_anchors, length=48)
     mark = lap("text anchors", mark)
     harm_data = tox_data = PreferenceData([], [])
     if "harm" in domains:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from ppatch.errors import ConflictError, NotFoundError, UsageError
-from ppatch.train.config import COMPUTE_DTYPES, STAGES, TrainConfig
+from ppatch.train.config import (
+    COMPUTE_DTYPES,
+    MINIATURE_STEPS,
+    REAL_MODEL_STEPS,
+    SMALL_MODEL_PARAMETERS,
+    STAGES,
+    TrainConfig,
+)
 
 __all__ = ["register"]
 
@@ -71,13 +78,13 @@ def _register_train(subparsers: Any) -> None:
         ("--virtual-tokens", int, d.virtual_tokens, "prefix length (the paper's 50)"),
         ("--init-text", str, d.init_text, "initialise from this text (PEFT TEXT init)"),
         ("--stages", str, d.stages, f"which stages run: {', '.join(STAGES)}"),
-        ("--sft-steps", int, d.sft_steps, "SFT optimizer steps"),
-        ("--sft-lr", float, d.sft_learning_rate, "SFT learning rate"),
-        ("--dpo-steps", int, d.dpo_steps, "DPO optimizer steps"),
-        ("--dpo-lr", float, d.dpo_learning_rate, "DPO learning rate"),
+        ("--sft-steps", int, None, f"SFT optimizer steps {_sized('sft_steps')}"),
+        ("--sft-lr", float, None, f"SFT learning rate {_sized('sft_learning_rate')}"),
+        ("--dpo-steps", int, None, f"DPO optimizer steps {_sized('dpo_steps')}"),
+        ("--dpo-lr", float, None, f"DPO learning rate {_sized('dpo_learning_rate')}"),
         ("--beta", float, d.beta, "DPO beta"),
         ("--dpo-nll-weight", float, d.dpo_nll_weight, "chosen-answer NLL added to DPO (0: pure)"),
-        ("--batch-size", int, d.batch_size, "examples (or pairs) per step"),
+        ("--batch-size", int, None, f"examples (or pairs) per step {_sized('batch_size')}"),
         ("--samples-per-prompt", int, d.samples_per_prompt, "answers per prompt from each model"),
         ("--anchor-samples", int, d.anchor_samples, "reference texts from no prompt, for fluency"),
         ("--max-new-tokens", int, d.max_new_tokens, "longest generated answer"),
@@ -92,6 +99,15 @@ def _register_train(subparsers: Any) -> None:
         help="recompute activations in the backward pass: less memory, more time",
     )
     parser.set_defaults(handler=_train)
+
+
+def _sized(setting: str) -> str:
+    """The help text's note on a setting whose default follows the model's size."""
+    small = getattr(MINIATURE_STEPS, setting)
+    real = getattr(REAL_MODEL_STEPS, setting)
+    return (
+        f"(default: {small} under {SMALL_MODEL_PARAMETERS // 1_000_000}M parameters, {real} above)"
+    )
 
 
 def _add_chat_template_flag(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +128,7 @@ def _add_run_flags(
     with its default), then plain string options (flag, help), then --device and --dtype."""
     for flag, kind, default, text in knobs:
         # strip: a knob may have no text of its own, only its default (eval's --max-new-tokens).
-        help_text = f"{text} (default: {default})".strip()
+        help_text = (text if default is None else f"{text} (default: {default})").strip()
         parser.add_argument(flag, type=kind, default=default, help=help_text)
     for flag, text in plain:
         parser.add_argument(flag, help=text)

@@ -9,18 +9,23 @@ real 7B model, start from the paper's setup and lower the learning rates.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
     "COMPUTE_DTYPES",
+    "MINIATURE_STEPS",
+    "REAL_MODEL_STEPS",
     "REFERENCE_KINDS",
     "RULE_REFUSAL",
     "SAFETY_SYSTEM_PROMPT",
+    "SMALL_MODEL_PARAMETERS",
     "STAGES",
     "Stages",
+    "StepSettings",
     "TrainConfig",
+    "step_settings_for",
 ]
 
 Stages = Literal["sft+dpo", "sft", "dpo"]
@@ -40,6 +45,38 @@ RULE_REFUSAL = "I'm sorry, but I can't help with that request."
 # `--dtype` of `ppatch train` and `ppatch eval`: the dtype the frozen model computes in. The
 # soft prompt, its gradients and the optimizer state stay float32 whatever it is.
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+# Models below this many parameters are the miniature's kind (and run on one CPU thread, in
+# float32: ppatch.train.modeling); from it up, the settings measured on a real model apply.
+SMALL_MODEL_PARAMETERS = 20_000_000
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How long and how fast the soft prompt trains."""
+
+    sft_steps: int
+    sft_learning_rate: float
+    dpo_steps: int
+    dpo_learning_rate: float
+    batch_size: int
+
+
+# The miniature's (docs/training.md): measured by decision rates on the tiny world's models.
+MINIATURE_STEPS = StepSettings(
+    sft_steps=150, sft_learning_rate=0.03, dpo_steps=60, dpo_learning_rate=0.003, batch_size=16
+)
+# Measured on SmolLM2-135M-Instruct on the validation split of benchmarks/real_model.py
+# (docs/training.md, "Settings for real models"): the defaults from SMALL_MODEL_PARAMETERS up.
+REAL_MODEL_STEPS = StepSettings(
+    sft_steps=40, sft_learning_rate=0.1, dpo_steps=20, dpo_learning_rate=0.01, batch_size=8
+)
+
+
+def step_settings_for(parameters: int) -> StepSettings:
+    """The default step settings for a model of `parameters` parameters."""
+    return MINIATURE_STEPS if parameters < SMALL_MODEL_PARAMETERS else REAL_MODEL_STEPS
 
 
 @dataclass(frozen=True)
@@ -62,15 +99,17 @@ class TrainConfig:
     init_text: str | None = None
     # The paper's two stages; "sft" and "dpo" alone are its ablation.
     stages: Stages = "sft+dpo"
-    sft_steps: int = 150
-    sft_learning_rate: float = 0.03
-    dpo_steps: int = 60
-    dpo_learning_rate: float = 0.003
+    # Steps, learning rates and batch size: None takes them from the model's size
+    # (`step_settings_for`, MINIATURE_STEPS or REAL_MODEL_STEPS), once the model is loaded.
+    sft_steps: int | None = None
+    sft_learning_rate: float | None = None
+    dpo_steps: int | None = None
+    dpo_learning_rate: float | None = None
     # DPO's usual beta (Rafailov et al. 2023; TRL's default).
     beta: float = 0.1
     # Weight of the chosen answers' NLL added to the DPO loss (0: the paper's pure sigmoid DPO).
     dpo_nll_weight: float = 1.0
-    batch_size: int = 16
+    batch_size: int | None = None
     # Answers sampled per prompt from each model (k in the paper's data generation).
     samples_per_prompt: int = 4
     # ppatch's addition to the paper's data: this many texts sampled from the reference with no
@@ -93,6 +132,27 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     # The system message of the `system-prompt` reference (context distillation).
     safety_system_prompt: str = SAFETY_SYSTEM_PROMPT
+
+    def steps_for(self, parameters: int) -> StepSettings:
+        """The step settings of a run on a model of `parameters` parameters: each one given,
+        else the size's default (`step_settings_for`)."""
+        sized = step_settings_for(parameters)
+        return StepSettings(
+            sft_steps=sized.sft_steps if self.sft_steps is None else self.sft_steps,
+            sft_learning_rate=sized.sft_learning_rate
+            if self.sft_learning_rate is None
+            else self.sft_learning_rate,
+            dpo_steps=sized.dpo_steps if self.dpo_steps is None else self.dpo_steps,
+            dpo_learning_rate=sized.dpo_learning_rate
+            if self.dpo_learning_rate is None
+            else self.dpo_learning_rate,
+            batch_size=sized.batch_size if self.batch_size is None else self.batch_size,
+        )
+
+    def sized_for(self, parameters: int) -> TrainConfig:
+        """This configuration with every step setting filled in for the model's size: what a
+        run records in its manifest."""
+        return replace(self, **asdict(self.steps_for(parameters)))
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings recorded in the manifest (paths and identity left out)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ppatch.errors import UsageError
 from ppatch.progress import progress
 from ppatch.runtime.hf_model import load_pretrained, resolve_model
-from ppatch.train.config import COMPUTE_DTYPES
+from ppatch.train.config import COMPUTE_DTYPES, SMALL_MODEL_PARAMETERS
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +35,7 @@ __all__ = [
     "generate",
     "gradient_checkpointing",
     "load_model",
+    "parameter_count",
     "threads_for",
 ]
 
@@ -73,12 +74,11 @@ class LoadedModel:
         return self.model.get_input_embeddings().weight.device  # type: ignore[no-any-return]
 
 
-# Below this many parameters a model's matrix products are too small to split across threads:
+# Below SMALL_MODEL_PARAMETERS a model's matrix products are too small to split across threads:
 # one thread is faster, and on a shared machine far faster than threads that wait for cores.
-SMALL_MODEL_PARAMETERS = 20_000_000
 
 
-def _parameter_count(model: Any) -> int:
+def parameter_count(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
@@ -93,7 +93,7 @@ def threads_for(model: Any) -> Iterator[None]:
     """
     import torch
 
-    small = _parameter_count(model) < SMALL_MODEL_PARAMETERS
+    small = parameter_count(model) < SMALL_MODEL_PARAMETERS
     on_cpu = next(model.parameters()).device.type == "cpu"
     if not on_cpu:
         yield
@@ -139,7 +139,7 @@ def compute_dtype(name: str, model: Any) -> torch.dtype:
         dtype: torch.dtype = getattr(torch, name)
         return dtype
     device = next(model.parameters()).device
-    if _parameter_count(model) >= SMALL_MODEL_PARAMETERS and fast_bfloat16(device):
+    if parameter_count(model) >= SMALL_MODEL_PARAMETERS and fast_bfloat16(device):
         return torch.bfloat16
     return torch.float32
 

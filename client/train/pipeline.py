@@ -29,6 +29,7 @@ from ppatch.train.modeling import (
     generate,
     gradient_checkpointing,
     load_model,
+    parameter_count,
     threads_for,
 )
 from ppatch.train.soft_prompt import initial_prompt
@@ -79,21 +80,21 @@ def check_config(config: TrainConfig) -> None:
         ("--samples-per-prompt", config.samples_per_prompt),
         ("--max-new-tokens", config.max_new_tokens),
     ):
-        if value < 1:
+        if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value!r}")
     for flag, number in (
         ("--sft-steps", config.sft_steps),
         ("--dpo-steps", config.dpo_steps),
         ("--anchor-samples", config.anchor_samples),
     ):
-        if number < 0:
+        if number is not None and number < 0:
             raise UsageError(f"{flag} must not be negative, got {number!r}")
     for flag, rate in (
         ("--sft-lr", config.sft_learning_rate),
         ("--dpo-lr", config.dpo_learning_rate),
         ("--beta", config.beta),
     ):
-        if not rate > 0:
+        if rate is not None and not rate > 0:
             raise UsageError(f"{flag} must be positive, got {rate!r}")
     if config.dpo_nll_weight < 0:
         raise UsageError(f"--dpo-nll-weight must not be negative, got {config.dpo_nll_weight!r}")
@@ -386,19 +387,20 @@ def fit_prompt(config: TrainConfig, base: LoadedModel, data: PreferenceData) -> 
 def _run_stages(
     config: TrainConfig, base: LoadedModel, data: PreferenceData, prompt: torch.Tensor
 ) -> torch.Tensor:
-    if "sft" in config.stages and config.sft_steps > 0:
+    steps = config.steps_for(parameter_count(base.model))
+    if "sft" in config.stages and steps.sft_steps > 0:
         if not data.sft:
             raise UsageError("no SFT examples: the data file gave no answers")
         prompt = train_sft(
             base,
             prompt,
             data.sft,
-            steps=config.sft_steps,
-            learning_rate=config.sft_learning_rate,
-            batch_size=config.batch_size,
+            steps=steps.sft_steps,
+            learning_rate=steps.sft_learning_rate,
+            batch_size=steps.batch_size,
             seed=config.seed,
         )
-    if "dpo" in config.stages and config.dpo_steps > 0:
+    if "dpo" in config.stages and steps.dpo_steps > 0:
         if not data.pairs:
             raise UsageError("no preference pairs: every chosen answer equals its rejected answer")
         prompt = train_dpo(
@@ -406,9 +408,9 @@ def _run_stages(
             prompt,
             prompt.clone(),
             data.pairs,
-            steps=config.dpo_steps,
-            learning_rate=config.dpo_learning_rate,
-            batch_size=config.batch_size,
+            steps=steps.dpo_steps,
+            learning_rate=steps.dpo_learning_rate,
+            batch_size=steps.batch_size,
             beta=config.beta,
             seed=config.seed + 2,
             chosen_nll_weight=config.dpo_nll_weight,
@@ -464,6 +466,9 @@ def train_patch(config: TrainConfig) -> Path:
     base = load_model(
         config.base, config.device, chat_template=config.chat_template, dtype=config.dtype
     )
+    # Steps, learning rates and batch size left open take the model size's defaults, and the
+    # manifest records the values used.
+    config = config.sized_for(parameter_count(base.model))
     with threads_for(base.model):
         return _train_loaded(config, base, private_key, prompt_records, pair_records)
 

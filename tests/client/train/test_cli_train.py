@@ -94,6 +94,9 @@ def test_train_writes_a_signed_patch_recording_provenance(
     assert training["reference_model"]["fingerprint"] == fingerprint_model(tiny_model)
     assert training["stages"] == "sft+dpo"
     assert training["hyperparameters"]["sft_steps"] == 2
+    # Not given: the miniature's defaults for a model this small, recorded as used.
+    assert training["hyperparameters"]["sft_learning_rate"] == 0.03
+    assert training["hyperparameters"]["dpo_learning_rate"] == 0.003
     assert training["hyperparameters"]["beta"] == 0.1
     assert training["data"]["prompts"] == 2
     assert training["data"]["sft_examples"] == 4 + 2
