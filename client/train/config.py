@@ -70,7 +70,7 @@ MINIATURE_STEPS = StepSettings(
 # Measured on SmolLM2-135M-Instruct on the validation split of benchmarks/real_model.py
 # (docs/training.md, "Settings for real models"): the defaults from SMALL_MODEL_PARAMETERS up.
 REAL_MODEL_STEPS = StepSettings(
-    sft_steps=40, sft_learning_rate=0.1, dpo_steps=20, dpo_learning_rate=0.01, batch_size=8
+    sft_steps=40, sft_learning_rate=0.05, dpo_steps=20, dpo_learning_rate=0.005, batch_size=8
 )
 
 
