@@ -205,7 +205,7 @@ class AsyncPostgresBatcher(Generic[Key, Value]):
             for key, answers in batch.items():
                 for answer in answers:
                     if not answer.done():
-                        answer.set_exception(OperationalError(self._sql, key, error))
+                        answer.set_exception(OperationalError(self._sql, [key], error))
         else:
             for key, answers in batch.items():
                 value = found.get(key)
