@@ -5,7 +5,8 @@ only what they show: the package list reads no manifest at all, a package page r
 manifest of the one artifact whose evaluation it shows (and keeps the small view of it it
 needs, for the next reader); both are paged or capped
 (docs/registry.md, "Limits"). No script or style is inline (the CSP forbids it): they are files
-under `static/`.
+under `static/`. Both pages' answers are kept by `registry_server.response_cache` until the next
+change to the registry.
 """
 
 from __future__ import annotations
@@ -218,7 +219,8 @@ def _shown_evaluation(
         "tables": view.tables,
         "notes": view.notes,
         "training": view.training,
-        # Not cached: a key can be revoked at any time.
+        # Not in the manifest view: a key can be revoked at any time. (A revocation replaces
+        # the registry's generation, so a whole page kept by response_cache is recomputed.)
         "key_state": _key_state(session, ns, artifact.key_id),
     }
 
