@@ -588,3 +588,10 @@ def test_as_range() -> None:
     assert as_range(None) == VersionRange.parse("latest")
     assert as_range("") == VersionRange.parse("latest")
     assert as_range(">1.2.0").text == ">1.2.0"
+
+
+def test_the_artifact_filename_is_taken_when_given() -> None:
+    named = dict(artifact(MODEL_A, "1.0.0"), filename="from-the-index.ppatch")
+    given = index("acme", "toxicity", {"version": "1.0.0", "artifacts": [named]})
+    pin = resolve("acme/toxicity", {"acme/toxicity": given}, MODEL_A).pin
+    assert pin.filename == "from-the-index.ppatch"
