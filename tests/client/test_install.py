@@ -176,11 +176,12 @@ def test_model_target_is_the_resolved_folder_and_its_fingerprint(
     folder = write_tiny_model(tmp_path / "tiny", seed=3)
     expected = fingerprint_model(folder, cache_dir=tmp_path / "separate-cache")
     bars: list[tuple[str, float | None, str]] = []
+    advanced: list[float] = []
 
     @contextmanager
     def recording(description: str, total: float | None, *, unit: str = ""):  # type: ignore[no-untyped-def]
         bars.append((description, total, unit))
-        yield lambda _amount: None
+        yield advanced.append
 
     monkeypatch.setattr(install, "deferred_progress", recording)
     verbosity.set_level(1)
@@ -190,6 +191,8 @@ def test_model_target_is_the_resolved_folder_and_its_fingerprint(
         verbosity.set_level(0)
     assert target == ModelTarget(path=folder.resolve(), fingerprint=expected)
     assert bars == [("fingerprinting tiny", None, "bytes")]
+    # The bar moves by the tensor bytes hashed: two float32 tensors of 16 x 8.
+    assert sum(advanced) == 2 * 16 * 8 * 4
     assert (
         capsys.readouterr().err == f"ppatch: model {folder.resolve()} has fingerprint {expected}\n"
     )
@@ -379,6 +382,13 @@ def test_is_yanked_reads_the_installed_version(version: str, expected: bool) -> 
     patch = store.InstalledPatch("acme/toxicity", version, "a" * 64)
     with client_of(fake) as client:
         assert is_yanked(client, patch) is expected
+
+
+def test_is_yanked_of_an_index_without_releases_is_false() -> None:
+    fake = FakeRegistry()
+    fake.indexes["acme/toxicity"] = {"namespace": "acme", "name": "toxicity"}
+    with client_of(fake) as client:
+        assert is_yanked(client, store.InstalledPatch("acme/toxicity", "1.0.0", "a" * 64)) is False
 
 
 def test_is_yanked_believes_the_signed_index_over_the_answer() -> None:
@@ -773,6 +783,23 @@ def test_a_lockfile_dry_run_plans_and_writes_nothing(
     assert not any(path.startswith("/blobs/") for path in fake.paths)
 
 
+def test_a_damaged_cached_blob_of_a_lockfile_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRegistry()
+    fake.add_blob(PATCH_1_0)
+    with client_of(fake) as client:
+        path = fetch_verified(client, pin_of(PATCH_1_0), MODEL)
+    path.write_bytes(b"bit rot")
+    clients = Clients(fake)
+    clients.install(monkeypatch)
+    locked = Lockfile(MODEL, (entry(PATCH_1_0),))
+    with pytest.raises(VerificationError, match=r"; the file was changed$"):
+        install_locked(ModelTarget(tmp_path / "m", MODEL), locked, source="x.lock", registry=BASE)
+    assert clients.opened == []  # the cache had the digest: no registry was asked
+    assert store.read_installed(MODEL).patches == []
+
+
 def test_a_lockfile_entry_without_a_size_cannot_be_downloaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -818,6 +845,7 @@ def test_a_lockfile_entry_must_match_the_signed_digest_and_length(
     right = {"length": len(PATCH_1_0), "sha256": sha256(PATCH_1_0)}
     wrong = right | ({"sha256": "f" * 64} if change == "sha256" else {"length": 1})
     signed_keys = {"acme": keys_body()}
+    fake.keys.clear()  # only the signed index gives the namespace's keys
     for fields, refused in ((wrong, True), (right, False)):
         info = ArtifactInfo(yanked=False, yanked_reason=None, **fields)  # type: ignore[arg-type]
         signed = FakeSigned(
