@@ -43,7 +43,8 @@ def _register_train(subparsers: Any) -> None:
         description=(
             "Generate answers from the reference model (preferred) and the base model "
             "(rejected), train a soft prompt on the frozen base model with SFT then DPO, and "
-            "write a signed .ppatch. Defaults are the miniature's; see docs/training.md."
+            "write a signed .ppatch. Steps, learning rates and batch size default by model "
+            "size; see docs/training.md."
         ),
     )
     parser.add_argument("--base", required=True, metavar="MODEL", help="the model to patch")
