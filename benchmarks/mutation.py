@@ -63,7 +63,10 @@ TARGETS = [
         "patchfmt/signing.py",
         ("tests/patchfmt/test_signing.py", "tests/patchfmt/test_container.py"),
     ),
-    Target("client/trust.py", ("tests/client/test_trust_and_verify.py",)),
+    Target(
+        "client/trust.py",
+        ("tests/client/test_trust.py", "tests/client/test_trust_and_verify.py"),
+    ),
     Target("client/resolver.py", ("tests/client/test_resolver.py",)),
     Target("registry_server/updates.py", ("tests/registry_server/test_search_and_updates.py",)),
     Target(
