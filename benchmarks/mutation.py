@@ -78,7 +78,14 @@ TARGETS = [
         ("tests/client/test_trust_and_verify.py", "tests/client/cli/test_registry_commands.py"),
     ),
     Target("registry_server/upload.py", ("tests/registry_server/test_upload.py",)),
-    Target("patchfmt/fingerprint.py", ("tests/patchfmt/test_fingerprint.py",)),
+    Target(
+        "patchfmt/fingerprint.py",
+        (
+            "tests/patchfmt/test_fingerprint.py",
+            "tests/patchfmt/test_fingerprint_decisions.py",
+            "tests/patchfmt/test_fingerprint_gguf.py",
+        ),
+    ),
 ]
 
 # The verdicts that count towards the score (mutmut's names).
