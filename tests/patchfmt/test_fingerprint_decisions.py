@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -615,4 +616,32 @@ def test_a_mismatch_lists_the_compatible_fingerprints_too(manifest: Manifest) ->
     assert str(caught.value) == (
         f"the patch is built for base model 'acme/tiny-lm' {manifest.base_model.fingerprint} "
         f"(or compatible {compatible[0]}, {compatible[1]}) but the model's fingerprint is {other}"
+    )
+
+
+# -- a GGUF file -----------------------------------------------------------------------------
+
+
+def test_a_gguf_file_without_tensors_is_refused(tmp_path: Path) -> None:
+    from tests.patchfmt.test_fingerprint_gguf import write_gguf
+
+    path = tmp_path / "model.gguf"
+    write_gguf(path, {})
+    with pytest.raises(InvalidWeightsError) as caught:
+        fingerprint_model(path, cache_dir=tmp_path / "cache")
+    assert str(caught.value) == f"{path}: the GGUF file holds no tensors"
+
+
+def test_a_gguf_file_without_the_gguf_package_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.patchfmt.test_fingerprint_gguf import write_gguf
+
+    path = tmp_path / "model.gguf"
+    write_gguf(path, {"w": np.ones(32, dtype=np.float32)})
+    monkeypatch.setitem(sys.modules, "gguf", None)  # `import gguf` now raises ImportError
+    with pytest.raises(InvalidWeightsError) as caught:
+        fingerprint_model(path, cache_dir=tmp_path / "cache")
+    assert str(caught.value) == (
+        f"{path}: reading a GGUF model needs the 'gguf' package (pip install gguf)"
     )
