@@ -280,6 +280,10 @@ def _tensor_location(
     path: Path, name: str, entry: Any, data_start: int, data_size: int
 ) -> TensorLocation:
     label = f"{path}: tensor {name!r}"
+    try:
+        name.encode("utf-8")  # the hashed form; JSON's \ud800 escapes allow lone surrogates
+    except UnicodeEncodeError:
+        raise InvalidWeightsError(f"{label}: the name is not valid UTF-8 text") from None
     if not isinstance(entry, dict):
         raise InvalidWeightsError(f"{label}: entry must be an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")

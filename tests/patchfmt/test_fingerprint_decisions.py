@@ -402,6 +402,15 @@ def test_a_header_that_is_not_an_object_of_objects_is_refused(
     assert str(caught.value) == f"{path}: {problem}"
 
 
+def test_a_tensor_name_with_a_lone_surrogate_is_refused(tmp_path: Path) -> None:
+    # Valid JSON (an escaped surrogate) but no UTF-8 form to hash: refused, not a traceback.
+    header = b'{"\\ud800": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}'
+    path = write_raw(tmp_path / "m" / "model.safetensors", header)
+    with pytest.raises(InvalidWeightsError) as caught:
+        fingerprint_model(tmp_path / "m")
+    assert str(caught.value) == f"{path}: tensor '\\ud800': the name is not valid UTF-8 text"
+
+
 U64 = 2**64
 
 
