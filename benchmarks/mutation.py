@@ -69,13 +69,10 @@ TARGETS = [
     ),
     Target("client/resolver.py", ("tests/client/test_resolver.py",)),
     Target("registry_server/updates.py", ("tests/registry_server/test_search_and_updates.py",)),
-    Target(
-        "client/install_plan.py",
-        ("tests/client/test_install_plan.py", "tests/client/cli/test_registry_commands.py"),
-    ),
+    Target("client/install_plan.py", ("tests/client/test_install_plan.py",)),
     Target(
         "client/install.py",
-        ("tests/client/test_trust_and_verify.py", "tests/client/cli/test_registry_commands.py"),
+        ("tests/client/test_trust_and_verify.py", "tests/client/test_install.py"),
     ),
     Target("registry_server/upload.py", ("tests/registry_server/test_upload.py",)),
     Target(
