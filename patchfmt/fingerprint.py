@@ -9,8 +9,8 @@ followed by its raw bytes; the fingerprint is the SHA-256 of the per-tensor dige
 order (docs/format.md gives the exact bytes). Hashing tensors separately is what lets a thread
 pool read and hash them in parallel (hashlib releases the GIL on large updates); reading is
 streamed in fixed-size chunks at the offsets the safetensors headers give, so memory stays
-constant whatever the model's size. Results are cached by the (name, size, mtime_ns, inode) of
-every weight file.
+constant whatever the model's size. Results are cached by the (name, size, mtime_ns, ctime_ns,
+inode) of every weight file.
 """
 
 from __future__ import annotations
