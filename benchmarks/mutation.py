@@ -81,6 +81,12 @@ TARGETS = [
         ("tests/registry_server/test_upload_steps.py", "tests/registry_server/test_upload.py"),
     ),
     Target("patchfmt/fingerprint.py", ("tests/patchfmt/test_fingerprint.py",)),
+    # The prefix-equivalence path: a patched forward and generate equal the concatenation
+    # reference (test_patched_model.py); the shared prefix cache's own rules (test_prefix.py).
+    Target(
+        "client/runtime/prefix.py",
+        ("tests/client/runtime/test_prefix.py", "tests/client/runtime/test_patched_model.py"),
+    ),
 ]
 
 # The verdicts that count towards the score (mutmut's names).
