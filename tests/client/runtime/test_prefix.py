@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ppatch.runtime.patched_model import AppliedPatch, PatchedModel
-from ppatch.runtime.prefix import PrefixStore, compute_prefix
+from ppatch.runtime.prefix import PrefixStore, compute_prefix, grown_buffers
 
 PROMPTS = ["hello world", "the cat sat on the mat and ran to the big red house", "why"]
 
@@ -299,3 +299,109 @@ def test_resetting_a_fresh_cache_leaves_the_shared_prefix_unchanged(
     assert cache.get_seq_length() == 0
     for (keys, values), (old_keys, old_values) in zip(prefix.layers, before, strict=True):
         assert torch.equal(keys, old_keys) and torch.equal(values, old_values)
+
+
+@pytest.mark.parametrize(
+    ("length", "spare", "capacity"),
+    [(10, 32, 42), (64, 32, 96), (100, 32, 150), (101, 32, 151), (7, 0, 10), (1, 0, 1)],
+)
+def test_grown_buffers_keep_half_again_at_least_the_spare(length, spare, capacity) -> None:
+    # Room for `length` columns plus max(length // 2, spare): reallocations stay O(log n).
+    new = _states(3, 1, seed=1)
+    keys, values = grown_buffers((None, None), new, held=0, length=length, spare=spare)
+    assert keys.shape == values.shape == (3, 2, capacity, 8)
+    assert keys.dtype == values.dtype == torch.float32
+
+
+def test_grown_buffers_copy_the_held_columns_in_the_new_states_dtype() -> None:
+    held = tuple(tensor.to(torch.float64) for tensor in _states(2, 5, seed=1))
+    new = tuple(tensor.to(torch.float64) for tensor in _states(2, 1, seed=2))
+    keys, values = grown_buffers(held, new, held=5, length=6, spare=4)
+    assert keys.shape == values.shape == (2, 2, 10, 8)
+    assert keys.dtype == values.dtype == torch.float64
+    assert torch.equal(keys[:, :, :5], held[0]) and torch.equal(values[:, :, :5], held[1])
+    # Nothing held (a fresh layer): nothing copied, whatever the stale tensors passed.
+    empty = grown_buffers((None, None), new, held=0, length=1, spare=4)
+    assert empty[0].shape == (2, 2, 5, 8)
+
+
+def test_the_prefix_holds_plain_tensors_and_the_last_virtual_tokens_logits(
+    tiny_model, prompt_embeddings
+) -> None:
+    embeddings = torch.from_numpy(prompt_embeddings)
+    with torch.enable_grad():
+        prefix = compute_prefix(tiny_model, embeddings)
+    # Shared by every request: nothing may track gradients into it or write through it.
+    assert not any(keys.requires_grad or values.requires_grad for keys, values in prefix.layers)
+    assert prefix.num_virtual_tokens == 5
+    with torch.no_grad():
+        expected = tiny_model(inputs_embeds=embeddings.unsqueeze(0)).logits[:, -1, :]
+    assert prefix.next_token_logits.shape == (1, tiny_model.config.vocab_size)
+    torch.testing.assert_close(prefix.next_token_logits, expected, atol=1e-5, rtol=0)
+
+
+def test_a_model_saved_with_use_cache_off_still_gets_its_prefix(
+    tiny_model, tiny_tokenizer, prompt_embeddings
+) -> None:
+    from tests.client.runtime.test_patched_model import TOLERANCE, reference_logits
+
+    model = copy.deepcopy(tiny_model)
+    model.config.use_cache = False  # as training checkpoints often are
+    prefix = compute_prefix(model, torch.from_numpy(prompt_embeddings))
+    assert [keys.shape[-2] for keys, _ in prefix.layers] == [5, 5]
+    patched = PatchedModel(model, [AppliedPatch.from_array(prompt_embeddings)])
+    input_ids, mask = encode(tiny_tokenizer, PROMPTS)
+    with torch.no_grad():
+        logits = patched(input_ids=input_ids, attention_mask=mask).logits
+    expected = reference_logits(model, prompt_embeddings, input_ids, mask)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], expected[real], atol=TOLERANCE, rtol=0)
+
+
+def test_a_prefix_longer_than_the_sliding_window_keeps_every_key() -> None:
+    """A sliding-window layer would keep only the last `window - 1` virtual tokens' keys."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from tests.client.runtime.test_patched_model import TOLERANCE, reference_logits
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=4,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    model = MistralForCausalLM(config).eval()
+    embeddings = np.random.default_rng(3).normal(size=(6, 32)).astype(np.float32)
+    prefix = compute_prefix(model, torch.from_numpy(embeddings))
+    assert [keys.shape[-2] for keys, _ in prefix.layers] == [6, 6]
+    patched = PatchedModel(model, [AppliedPatch.from_array(embeddings)])
+    input_ids = torch.randint(3, 64, (1, 5), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(input_ids)
+    with torch.no_grad():
+        logits = patched(input_ids=input_ids, attention_mask=mask).logits
+    expected = reference_logits(model, embeddings, input_ids, mask)
+    torch.testing.assert_close(logits, expected, atol=TOLERANCE, rtol=0)
+
+
+def test_clearing_forgets_one_models_prefixes_or_every_models(
+    tiny_model, prompt_embeddings
+) -> None:
+    store = PrefixStore()
+    patch = AppliedPatch.from_array(prompt_embeddings)
+    other_model = copy.deepcopy(tiny_model)
+    first = PatchedModel(tiny_model, [patch], prefix_store=store)
+    second = PatchedModel(other_model, [patch], prefix_store=store)
+    kept, cleared = first.prefix(), second.prefix()
+    store.clear(other_model)
+    assert first.prefix() is kept and second.prefix() is not cleared
+    store.clear(copy.deepcopy(tiny_model))  # a model the store never saw: nothing to forget
+    assert first.prefix() is kept
+    store.clear()
+    assert first.prefix() is not kept
