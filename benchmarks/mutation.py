@@ -71,13 +71,10 @@ TARGETS = [
     # The decisions, on hand-written rows and release tables; the HTTP round trip
     # (test_search_and_updates.py) uploads real patches for every test and decides nothing more.
     Target("registry_server/updates.py", ("tests/registry_server/test_updates.py",)),
-    Target(
-        "client/install_plan.py",
-        ("tests/client/test_install_plan.py", "tests/client/cli/test_registry_commands.py"),
-    ),
+    Target("client/install_plan.py", ("tests/client/test_install_plan.py",)),
     Target(
         "client/install.py",
-        ("tests/client/test_trust_and_verify.py", "tests/client/cli/test_registry_commands.py"),
+        ("tests/client/test_trust_and_verify.py", "tests/client/test_install.py"),
     ),
     Target(
         "registry_server/upload.py",

@@ -268,14 +268,6 @@ def plan_lockfile(
             )
             continue
         pin = replace(lock_pin(entry, fingerprint), yanked=yank.yanked, yanked_reason=yank.reason)
-        actions.append(
-            InstallAction(
-                entry.name,
-                entry.version,
-                classify(pin, current),
-                pin=pin,
-                previous=current.version if current else None,
-                warnings=warnings,
-            )
-        )
+        # As for `plan_install`: a reinstall of the same version names no previous one.
+        actions.append(_replacing(pin, current, warnings=warnings))
     return actions

@@ -184,7 +184,7 @@ def _resolve_in(
     fingerprint: str,
     allow_prerelease: bool,
 ) -> Resolution:
-    from patchfmt.versions import select_version
+    from patchfmt.versions import select_version, version_sort_key
 
     # The name comes from the request (the key of `indexes`), never from the answer: the pinned
     # keys, the installed name and the blob identity check all follow it.
@@ -195,8 +195,14 @@ def _resolve_in(
     exact = version_range.exact
     if exact is not None:
         # An exact pin names one release: taken even when yanked (with a warning) or a
-        # pre-release, as pip does for `==`.
-        matching = [(version, release) for version, release in releases if version == exact]
+        # pre-release, as pip does for `==`. Compared without build metadata, which SemVer
+        # ignores for precedence (`exact` has none): `1.2.0` and `1.2.0+b1` name the same
+        # release, as they do for `select_version`.
+        matching = [
+            (version, release)
+            for version, release in releases
+            if version_sort_key(str(release["version"]))[0] == exact
+        ]
         if not matching:
             raise NoMatchingVersionError(full_name, range_text, _listing(releases))
         _, release = matching[0]
@@ -302,8 +308,18 @@ def resolve(
         raise AmbiguousPackageError(spec.name, sorted(resolved))
     if len(failures) == 1:
         raise next(iter(failures.values()))
-    # Several namespaces have the name, none has it for this model and range.
-    existing = sorted({fp for error in failures.values() for fp in getattr(error, "existing", [])})
-    raise NoArtifactError(
-        f"{spec.name} (in {', '.join(sorted(failures))})", range_text, fingerprint, existing
-    )
+    # Several namespaces have the name, none has it for this model and range. Each listed
+    # item names its namespace: the same fingerprint or version may be in several.
+    where = f"{spec.name} (in {', '.join(sorted(failures))})"
+    ordered = sorted(failures.items())
+    no_match = [(full, e) for full, e in ordered if isinstance(e, NoMatchingVersionError)]
+    if len(no_match) == len(failures):
+        available = [f"{full} {version}" for full, e in no_match for version in e.available]
+        raise NoMatchingVersionError(where, range_text, available)
+    existing = [
+        f"{full} {item}"
+        for full, e in ordered
+        if isinstance(e, NoArtifactError)
+        for item in e.existing
+    ]
+    raise NoArtifactError(where, range_text, fingerprint, existing)

@@ -14,6 +14,7 @@ import patchfmt
 from registry_server.auth import IssuedToken, issue_token
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.free_text import control_character_problem
+from registry_server.generation import mark_changed
 from registry_server.models import SCOPES, AuditEvent, Namespace, SigningKey, Token, utcnow
 from registry_server.names import name_problem
 
@@ -58,6 +59,9 @@ def record_audit(
     target: str = "",
     detail: dict[str, Any] | None = None,
 ) -> None:
+    """The audit row of a write, in the caller's transaction; committing it also replaces the
+    registry's generation, so cached answers of every server process are recomputed."""
+    mark_changed(session)
     session.add(
         AuditEvent(
             actor=actor.name,

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     keep_alive_timeout: float = Field(
         default=5, gt=0, description="seconds an idle keep-alive connection stays open"
     )
+    response_cache_bytes: int = Field(
+        default=32 * MIB,
+        ge=0,
+        description="memory each server process gives to cached search answers and HTML "
+        "pages (checked against the registry's generation on every request); 0 turns it off",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="bearer token /metrics requires; without one only loopback clients see it",

@@ -1,7 +1,8 @@
 """What one registry process holds: settings, database engine, storage, metrics and caches.
 
 Nothing here is state that matters across processes: the index cache is keyed by the package's
-ETag from the database, so a stale entry is never served.
+ETag from the database, and the response cache by the registry's generation, read from the
+database on every request, so a stale entry is never served.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from registry_server.metrics import RegistryMetrics
 from registry_server.storage import BlobStorage
 
 if TYPE_CHECKING:  # polling -> index -> upload imports this module
+    from registry_server.generation import GenerationReader
     from registry_server.polling import EtagLookup
+    from registry_server.response_cache import ResponseCache
 
 __all__ = ["IndexCache", "Registry"]
 
@@ -55,4 +58,6 @@ class Registry:
     storage: BlobStorage
     metrics: RegistryMetrics
     etag_lookup: EtagLookup
+    generation: GenerationReader
+    response_cache: ResponseCache
     index_cache: IndexCache = field(default_factory=IndexCache)

@@ -25,11 +25,13 @@ from registry_server.config import Settings
 from registry_server.context import Registry
 from registry_server.db import create_registry_engine, session_factory
 from registry_server.errors import install_error_handlers
+from registry_server.generation import generation_reader_for
 from registry_server.metrics import MetricsMiddleware, RegistryMetrics
 from registry_server.models import Artifact
 from registry_server.page_headers import SecurityHeadersMiddleware
 from registry_server.polling import ConditionalIndexMiddleware, etag_lookup_for
 from registry_server.request_limits import RequestBodyLimitsMiddleware
+from registry_server.response_cache import ResponseCache, ResponseCacheMiddleware
 from registry_server.storage import BlobStorage, open_storage
 
 __all__ = ["create_app"]
@@ -60,11 +62,14 @@ def create_app(
 
     metrics = RegistryMetrics(stored)
     etag_lookup = etag_lookup_for(engine)
+    generation = generation_reader_for(engine)
+    response_cache = ResponseCache(settings.response_cache_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await etag_lookup.aclose()
+        await generation.aclose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -81,6 +86,8 @@ def create_app(
         storage=storage,
         metrics=metrics,
         etag_lookup=etag_lookup,
+        generation=generation,
+        response_cache=response_cache,
     )
     install_error_handlers(app)
     for router in (
@@ -97,7 +104,9 @@ def create_app(
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    # Outermost last: metrics see every request, including the 304s answered by the shortcut.
+    # Outermost last: metrics see every request, including the 304s and the cached answers
+    # given by the shortcuts, and cached pages get the security headers like fresh ones.
+    app.add_middleware(ResponseCacheMiddleware, generation=generation, cache=response_cache)
     app.add_middleware(
         ConditionalIndexMiddleware, lookup=etag_lookup, max_age=settings.index_max_age
     )

@@ -36,6 +36,7 @@ __all__ = [
     "Namespace",
     "Package",
     "PublishedFile",
+    "RegistryState",
     "Release",
     "SigningKey",
     "Token",
@@ -262,6 +263,18 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(300), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RegistryState(Base):
+    """One row (id 1): the generation, a random value that every change to the index replaces
+    in the transaction that makes the change (registry_server.generation), so any number of
+    server processes can tell whether an answer they cached is still current."""
+
+    __tablename__ = "registry_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[str] = mapped_column(String(32))
 
 
 class TufMetadata(Base):

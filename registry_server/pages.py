@@ -5,7 +5,8 @@ only what they show: the package list reads no manifest at all, a package page r
 manifest of the one artifact whose evaluation it shows (and keeps the small view of it it
 needs, for the next reader); both are paged or capped
 (docs/registry.md, "Limits"). No script or style is inline (the CSP forbids it): they are files
-under `static/`.
+under `static/`. Both pages' answers are kept by `registry_server.response_cache` until the next
+change to the registry.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from patchfmt.versions import version_sort_key
-from registry_server.api.deps import NamespaceName, PackageName, RegistryDep, SessionDep
+from registry_server.api.deps import NamespaceName, PackageName, RegistryDep
 from registry_server.errors import ErrorCode, RegistryError
 from registry_server.evaluation_view import (
     MeasureTable,
@@ -64,7 +65,6 @@ def _page_link(q: str, domain: str, page: int) -> str:
 
 @router.get("/", response_class=HTMLResponse)
 def package_list(
-    session: SessionDep,
     registry: RegistryDep,
     q: Annotated[str, Query()] = "",
     domain: Annotated[str, Query(max_length=64)] = "",
@@ -72,15 +72,16 @@ def package_list(
 ) -> HTMLResponse:
     if len(q) > registry.settings.max_query_length:
         raise RegistryError(ErrorCode.INVALID_REQUEST, "search text is too long")
-    found = search_packages(
-        session,
-        text=q,
-        domain=domain,
-        fingerprint="",
-        name="",
-        limit=PAGE_SIZE + 1,  # one more tells whether a next page exists
-        offset=(page - 1) * PAGE_SIZE,
-    )
+    with registry.sessions() as session:  # not SessionDep: see package_page
+        found = search_packages(
+            session,
+            text=q,
+            domain=domain,
+            fingerprint="",
+            name="",
+            limit=PAGE_SIZE + 1,  # one more tells whether a next page exists
+            offset=(page - 1) * PAGE_SIZE,
+        )
     return _render(
         "index.html",
         packages=found[:PAGE_SIZE],
@@ -218,7 +219,8 @@ def _shown_evaluation(
         "tables": view.tables,
         "notes": view.notes,
         "training": view.training,
-        # Not cached: a key can be revoked at any time.
+        # Not in the manifest view: a key can be revoked at any time. (A revocation replaces
+        # the registry's generation, so a whole page kept by response_cache is recomputed.)
         "key_state": _key_state(session, ns, artifact.key_id),
     }
 
@@ -227,13 +229,22 @@ def _shown_evaluation(
 def package_page(
     ns: NamespaceName,
     name: PackageName,
-    session: SessionDep,
     registry: RegistryDep,
     base: Annotated[str, Query(max_length=71, description="base-model fingerprint")] = "",
 ) -> HTMLResponse:
+    # The session is opened here, in the route's worker thread: as a dependency (SessionDep)
+    # it would cost two more hops to the thread pool.
+    with registry.sessions() as session:
+        context = _package_page_context(session, ns, name, base)
+    if context is None:
+        return _render("not_found.html", status=404, what=f"{ns}/{name}")
+    return _render("package.html", registry_url=registry.settings.public_url, **context)
+
+
+def _package_page_context(session: Session, ns: str, name: str, base: str) -> dict[str, Any] | None:
     package = _package(session, ns, name)
     if package is None:
-        return _render("not_found.html", status=404, what=f"{ns}/{name}")
+        return None
     releases = _releases(session, package.id)
     installable = [r for r in releases if not r.yanked and not r.prerelease]
     latest = installable[0] if installable else (releases[0] if releases else None)
@@ -244,20 +255,18 @@ def package_page(
     latest_artifacts = artifacts[latest.id] if latest is not None else []
     chosen = next((a for a in latest_artifacts if a.fingerprint == base), None)
     shown = chosen or (latest_artifacts[0] if latest_artifacts else None)
-    return _render(
-        "package.html",
-        namespace=ns,
-        name=name,
-        package=package,
-        releases=listed,
-        hidden_versions=len(releases) - len(listed),
-        yanked=[r for r in releases if r.yanked][:VERSIONS_SHOWN],
-        artifacts=artifacts,
-        latest=latest,
-        other_bases=[a.fingerprint for a in latest_artifacts if shown and a.id != shown.id],
-        shown=_shown_evaluation(session, ns, shown),
-        install_command=f"ppatch install {ns}/{name}"
+    return {
+        "namespace": ns,
+        "name": name,
+        "package": package,
+        "releases": listed,
+        "hidden_versions": len(releases) - len(listed),
+        "yanked": [r for r in releases if r.yanked][:VERSIONS_SHOWN],
+        "artifacts": artifacts,
+        "latest": latest,
+        "other_bases": [a.fingerprint for a in latest_artifacts if shown and a.id != shown.id],
+        "shown": _shown_evaluation(session, ns, shown),
+        "install_command": f"ppatch install {ns}/{name}"
         + (f"@{latest.version}" if latest else "")
         + " --model MODEL",
-        registry_url=registry.settings.public_url,
-    )
+    }

@@ -1,24 +1,14 @@
 """The ETag lookup of the polling path: what a 304 answer to `If-None-Match` costs.
 
 A package's index is polled far more often than it changes, and its 304 answer must cost about
-what the framework costs (benchmarks/registry.py). SQLAlchemy's pool and statement layers cost
-several times the query itself, so the lookup runs one fixed SQL statement on connections of its
-own, in autocommit (never holding a transaction open), reconnecting after any database error.
-It holds no data: every call asks the database, so any number of processes agree.
-
-- SQLite: a plain DB-API connection per calling thread, queried inline (tens of microseconds,
-  shorter than a hop to the thread pool).
-- PostgreSQL: psycopg async connections (two per event loop), so the loop serves other requests
-  while the database answers, and lookups that arrive while a query runs are batched into the
-  next one (one round trip answers many polls).
+what the framework costs (benchmarks/registry.py). The lookup runs one fixed SQL statement
+beside SQLAlchemy's pool (registry_server.direct_sql): inline on SQLite, batched on psycopg
+async connections on PostgreSQL. It holds no data: every call asks the database, so any number
+of processes agree.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-import weakref
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
@@ -26,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from patchfmt.names import is_name_part
+from registry_server.direct_sql import AsyncPostgresBatcher, DbapiStatement, postgres_conninfo
 from registry_server.index import etag_matches, quoted_etag
 
 __all__ = [
@@ -41,7 +32,6 @@ _ETAG_SQL = (
     " ON packages.namespace_id = namespaces.id"
     " WHERE namespaces.name = {0} AND packages.name = {0}"
 )
-_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
 class EtagLookup(Protocol):
@@ -56,62 +46,20 @@ class DbapiEtagLookup:
     """One DB-API connection per calling thread, queried synchronously."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        paramstyle = engine.dialect.paramstyle
-        if paramstyle not in _PLACEHOLDER:
-            raise ValueError(f"unsupported DB-API paramstyle {paramstyle!r}")
-        self._sql = _ETAG_SQL.format(_PLACEHOLDER[paramstyle])
-        self._local = threading.local()
-        self._opened: list[Any] = []
-        self._lock = threading.Lock()
-
-    def _connect(self) -> Any:
-        connection = self._engine.raw_connection()
-        with self._lock:
-            self._opened.append(connection)
-        driver: Any = connection.driver_connection
-        if hasattr(driver, "autocommit") and self._engine.dialect.name != "sqlite":
-            driver.autocommit = True
-        return connection
+        self._statement = DbapiStatement(engine, _ETAG_SQL)
 
     def lookup(self, namespace: str, name: str) -> str | None:
-        try:
-            connection = getattr(self._local, "connection", None)
-            if connection is None:
-                connection = self._local.connection = self._connect()
-            cursor = connection.cursor()
-            try:
-                cursor.execute(self._sql, (namespace, name))
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-        except self._engine.dialect.loaded_dbapi.Error as error:
-            self._discard(getattr(self._local, "connection", None))
-            raise OperationalError(self._sql, (namespace, name), error) from error
+        row = self._statement.fetchone((namespace, name))
         return None if row is None else quoted_etag(str(row[0]))
 
     async def fetch(self, namespace: str, name: str) -> str | None:
         return self.lookup(namespace, name)
 
-    def _discard(self, connection: Any) -> None:
-        self._local.connection = None
-        if connection is None:
-            return
-        with self._lock:
-            if connection in self._opened:
-                self._opened.remove(connection)
-        with contextlib.suppress(Exception):
-            connection.invalidate()
-
     async def aclose(self) -> None:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            opened, self._opened = self._opened, []
-        for connection in opened:
-            with contextlib.suppress(Exception):
-                connection.invalidate()
+        self._statement.close()
 
 
 _BATCH_SQL = (
@@ -124,28 +72,8 @@ _BATCH_SQL = (
 _Key = tuple[str, str]
 
 
-class _LoopBatcher:
-    """The lookups of one event loop: those waiting for a query, and the connections."""
-
-    def __init__(self, size: int) -> None:
-        self.waiting: dict[_Key, list[asyncio.Future[str | None]]] = {}
-        self.connections: list[Any] = [None] * size
-        self.free_slots = list(range(size))
-        self.start_scheduled = False
-        self.running: set[asyncio.Task[None]] = set()
-        self.closed = False
-
-
-class AsyncPostgresEtagLookup:
-    """Batches the lookups of each event loop into one query per round trip.
-
-    A lookup never joins a query that is already running: it waits for the next one, which
-    starts after it was asked, so no answer is older than its request (a poll right after a
-    publish sees the publish). While a query runs, every lookup that arrives queues, and the
-    next query answers them all: under the load of many deployments polling, one round trip
-    to PostgreSQL answers dozens of requests instead of one, and an idle server answers a
-    single lookup with no added wait (the query starts on the next turn of the loop).
-    """
+class AsyncPostgresEtagLookup(AsyncPostgresBatcher[_Key, str]):
+    """The ETags of every package asked for while the last query ran, in one query."""
 
     def __init__(
         self,
@@ -155,115 +83,27 @@ class AsyncPostgresEtagLookup:
         connect_timeout: int = 5,
         query_timeout: float = 5.0,
     ) -> None:
-        self._conninfo = conninfo
-        self._size = connections
-        self._connect_timeout = connect_timeout
-        self._query_timeout = query_timeout
-        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBatcher] = (
-            weakref.WeakKeyDictionary()
+        super().__init__(
+            conninfo,
+            _BATCH_SQL,
+            connections=connections,
+            connect_timeout=connect_timeout,
+            query_timeout=query_timeout,
         )
 
-    def _for_loop(self) -> _LoopBatcher:
-        loop = asyncio.get_running_loop()
-        batcher = self._loops.get(loop)
-        if batcher is None:
-            batcher = self._loops[loop] = _LoopBatcher(self._size)
-        return batcher
-
     async def fetch(self, namespace: str, name: str) -> str | None:
-        batcher = self._for_loop()
-        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        batcher.waiting.setdefault((namespace, name), []).append(answer)
-        self._schedule_start(batcher)
-        return await answer
+        etag = await self.fetch_key((namespace, name))
+        return None if etag is None else quoted_etag(etag)
 
-    def _schedule_start(self, batcher: _LoopBatcher) -> None:
-        # On the next turn of the loop, so that lookups arriving in this one share the query.
-        if batcher.closed or batcher.start_scheduled:
-            return
-        if batcher.waiting and batcher.free_slots:
-            batcher.start_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_query, batcher)
-
-    def _start_query(self, batcher: _LoopBatcher) -> None:
-        batcher.start_scheduled = False
-        if batcher.closed or not batcher.waiting or not batcher.free_slots:
-            return
-        slot = batcher.free_slots.pop()
-        batch, batcher.waiting = batcher.waiting, {}
-        task = asyncio.get_running_loop().create_task(self._answer(batcher, slot, batch))
-        batcher.running.add(task)
-        task.add_done_callback(batcher.running.discard)
-
-    async def _answer(
-        self, batcher: _LoopBatcher, slot: int, batch: dict[_Key, list[asyncio.Future[str | None]]]
-    ) -> None:
-        import psycopg
-
-        keys = list(batch)
-        try:
-            etags = await asyncio.wait_for(self._query(batcher, slot, keys), self._query_timeout)
-        except asyncio.CancelledError:  # shutting down: the waiting requests end too
-            for answers in batch.values():
-                for answer in answers:
-                    answer.cancel()
-            raise
-        except (psycopg.Error, OSError, TimeoutError) as error:
-            # A query cut short leaves its connection in an unknown state: open a new one.
-            broken, batcher.connections[slot] = batcher.connections[slot], None
-            if broken is not None:
-                with contextlib.suppress(Exception):
-                    await broken.close()
-            for key, answers in batch.items():
-                for answer in answers:
-                    if not answer.done():
-                        answer.set_exception(OperationalError(_BATCH_SQL, key, error))
-        else:
-            for key, answers in batch.items():
-                etag = etags.get(key)
-                for answer in answers:
-                    if not answer.done():  # a request cancelled while it waited
-                        answer.set_result(None if etag is None else quoted_etag(etag))
-        finally:
-            batcher.free_slots.append(slot)
-            self._schedule_start(batcher)
-
-    async def _query(self, batcher: _LoopBatcher, slot: int, keys: list[_Key]) -> dict[_Key, str]:
-        import psycopg
-
-        connection = batcher.connections[slot]
-        if connection is None or connection.closed:
-            connection = await psycopg.AsyncConnection.connect(
-                self._conninfo,
-                autocommit=True,
-                prepare_threshold=0,
-                connect_timeout=self._connect_timeout,
-            )
-            batcher.connections[slot] = connection
+    async def _select(self, connection: Any, keys: list[_Key]) -> dict[_Key, str]:
         namespaces, names = [key[0] for key in keys], [key[1] for key in keys]
         cursor = await connection.execute(_BATCH_SQL, (namespaces, names))
         return {(row[0], row[1]): str(row[2]) for row in await cursor.fetchall()}
 
-    async def aclose(self) -> None:
-        batcher = self._loops.pop(asyncio.get_running_loop(), None)
-        if batcher is None:
-            return
-        batcher.closed = True
-        for task in list(batcher.running):
-            task.cancel()
-        await asyncio.gather(*batcher.running, return_exceptions=True)
-        for answers in batcher.waiting.values():
-            for answer in answers:
-                answer.cancel()
-        for connection in batcher.connections:
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    await connection.close()
-
 
 def etag_lookup_for(engine: Engine) -> EtagLookup:
-    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
-        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = postgres_conninfo(engine)
+    if conninfo is not None:
         return AsyncPostgresEtagLookup(conninfo)
     return DbapiEtagLookup(engine)
 

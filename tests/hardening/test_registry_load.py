@@ -2,24 +2,27 @@
 
 - one publisher's 30 releases with ~1 MB manifests (within the 1 MiB cap), then 8 parallel
   anonymous clients for 20 s asking for searches and (one request in four) the HTML pages:
-  search p99 <= 50 ms (asserted in benchmark mode only: benchmarks/registry_load.py) and
-  the server's resident memory grows by <= 150 MB;
+  search p99 <= 50 ms and the server's resident memory grows by <= 150 MB;
 - an 80 MB body to the anonymous update check, declared and undeclared (chunked): refused in
   <= 1 s, with the server's resident memory growing by <= 50 MB.
 
 Memory is the server process's VmRSS from /proc, sampled through the window; the figures are
-printed for docs/security.md ("Measured").
+printed for docs/security.md ("Measured"). The p99 is asserted unless the machine's other load
+starved the server or the clients of CPU over the window (see `cpu_given_share`): then the test
+reports the figures as an expected failure rather than passing or failing on someone else's load.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import select
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -38,8 +41,8 @@ CLIENTS = 8
 WINDOW = 20.0
 SEARCH_P99_LIMIT = 0.050
 LOAD_GROWTH_LIMIT = 150 * 2**20
-# A server with eight clients waiting on it runs flat out (one core: the GIL); given less than
-# this share of a core over the window, it was starved by other processes on the machine.
+# Given less than this share of the CPU time it was ready to use (the rest it spent runnable,
+# waiting for a CPU that other processes held), a process was starved over the window.
 STARVED_SHARE = 0.5
 BIG_BODY = 80 * 2**20
 BIG_BODY_SECONDS = 1.0
@@ -59,6 +62,48 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of process `pid` so far (/proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class SchedulerTimes:
+    """Seconds some threads ran on a CPU, and seconds they were runnable but waited for one
+    (the kernel's schedstat: what other processes on the machine took from them)."""
+
+    running: float = 0.0
+    waiting: float = 0.0
+
+    @classmethod
+    def read(cls, path: Path) -> SchedulerTimes:
+        running, waiting, _slices = path.read_text().split()
+        return cls(int(running) / 1e9, int(waiting) / 1e9)
+
+    @classmethod
+    def of_process(cls, pid: int) -> SchedulerTimes:
+        """Summed over the process's threads alive now."""
+        total = cls()
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += cls.read(task / "schedstat")
+        return total
+
+    @classmethod
+    def of_this_thread(cls) -> SchedulerTimes:
+        return cls.read(Path("/proc/thread-self/schedstat"))
+
+    def __add__(self, other: SchedulerTimes) -> SchedulerTimes:
+        return SchedulerTimes(self.running + other.running, self.waiting + other.waiting)
+
+    def __sub__(self, other: SchedulerTimes) -> SchedulerTimes:
+        return SchedulerTimes(self.running - other.running, self.waiting - other.waiting)
+
+    def cpu_given_share(self) -> float:
+        """The share of the CPU time these threads were ready to use that they got.
+
+        Not the share of a core: a server that answers from its cache is idle most of the
+        window, so a low CPU share says nothing about starvation; time spent runnable on a
+        CPU's queue does."""
+        wanted = self.running + self.waiting
+        return self.running / wanted if wanted else 1.0
 
 
 class PeakMemory:
@@ -138,24 +183,54 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[live.LiveRegist
         server.kill()
 
 
-def _hammer(
-    url: str, deadline: float, searches: list[float], pages: list[float], errors: list[str]
-) -> None:
-    # Mostly the API, as clients poll; one request in four an HTML page, the package page
-    # (whose manifest is the megabyte) or the list.
+@dataclass
+class Measured:
+    searches: list[float]
+    pages: list[float]
+    errors: list[str]
+    clients: SchedulerTimes
+
+
+def _hammer(port: int, deadline: float, measured: Measured, lock: threading.Lock) -> None:
+    """One client on one keep-alive connection: mostly the API, as clients poll; one request
+    in four an HTML page, the package page (whose manifest is the megabyte) or the list.
+
+    Plain http.client, not httpx: the latency measured is the server's, and eight httpx
+    clients sharing this process's GIL spent more than twice the server's CPU per request,
+    so their own contention was most of the figure."""
     searches_paths = ["/api/v1/search?q=toxicity", "/api/v1/search?q=acme", "/api/v1/search"]
     paths = [*searches_paths, "/p/acme/toxicity", *searches_paths, "/"]
-    with httpx.Client(base_url=url, timeout=30) as client:
+    searches: list[float] = []
+    pages: list[float] = []
+    errors: list[str] = []
+    scheduled = SchedulerTimes.of_this_thread()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
         turn = 0
         while time.monotonic() < deadline:
             path = paths[turn % len(paths)]
             turn += 1
             started = time.perf_counter()
-            response = client.get(path)
+            try:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException) as error:
+                errors.append(f"{path}: {error!r}")
+                connection.close()  # reconnects on the next request
+                continue
             elapsed = time.perf_counter() - started
-            if response.status_code != 200:
-                errors.append(f"{path}: {response.status_code}")
+            if response.status != 200:
+                errors.append(f"{path}: {response.status}")
             (searches if path.startswith("/api/") else pages).append(elapsed)
+    finally:
+        connection.close()
+        scheduled = SchedulerTimes.of_this_thread() - scheduled
+        with lock:
+            measured.searches += searches
+            measured.pages += pages
+            measured.errors += errors
+            measured.clients += scheduled
 
 
 def _p99(values: list[float]) -> float:
@@ -171,14 +246,14 @@ def test_search_and_pages_under_load(loaded: live.LiveRegistry) -> None:
         found = client.get("/api/v1/search?q=toxicity").json()["results"]
         assert [r["latest_version"] for r in found] == [f"1.{RELEASES - 1}.0"]
     before = rss(pid)
-    searches: list[float] = []
-    pages: list[float] = []
-    errors: list[str] = []
+    measured = Measured([], [], [], SchedulerTimes())
+    lock = threading.Lock()
     cpu_before = cpu_seconds(pid)
+    server_before = SchedulerTimes.of_process(pid)
     deadline = time.monotonic() + WINDOW
     with PeakMemory(pid) as memory:
         threads = [
-            threading.Thread(target=_hammer, args=(loaded.url, deadline, searches, pages, errors))
+            threading.Thread(target=_hammer, args=(loaded.port, deadline, measured, lock))
             for _ in range(CLIENTS)
         ]
         for thread in threads:
@@ -187,29 +262,33 @@ def test_search_and_pages_under_load(loaded: live.LiveRegistry) -> None:
             thread.join()
     growth = memory.peak - before
     cpu = cpu_seconds(pid) - cpu_before
+    server = SchedulerTimes.of_process(pid) - server_before
+    searches, pages = measured.searches, measured.pages
+    p99 = _p99(searches)
     print(
         f"\nload: {len(searches)} searches p50 {np.percentile(searches, 50) * 1000:.1f} ms "
-        f"p99 {_p99(searches) * 1000:.1f} ms; {len(pages)} pages p99 "
-        f"{_p99(pages) * 1000:.1f} ms; server RSS {before / MIB:.0f} MB -> peak "
-        f"{memory.peak / MIB:.0f} MB (growth {growth / MIB:.0f} MB); server CPU "
-        f"{cpu:.1f} s in {WINDOW:.0f} s ({cpu / (len(searches) + len(pages)) * 1000:.1f} ms "
-        f"per request); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"p99 {p99 * 1000:.1f} ms; {len(pages)} pages p50 "
+        f"{np.percentile(pages, 50) * 1000:.1f} ms p99 {_p99(pages) * 1000:.1f} ms; server RSS "
+        f"{before / MIB:.0f} MB -> peak {memory.peak / MIB:.0f} MB (growth {growth / MIB:.0f} "
+        f"MB); server CPU {cpu:.1f} s in {WINDOW:.0f} s "
+        f"({cpu / (len(searches) + len(pages)) * 1000:.2f} ms per request); CPU given: server "
+        f"{server.cpu_given_share():.2f}, clients {measured.clients.cpu_given_share():.2f} of "
+        f"what they were ready to use; load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} CPUs"
     )
-    assert errors == []
+    assert measured.errors == []
     assert growth <= LOAD_GROWTH_LIMIT
-    # Latency is a speed target, and speed targets are checked by a benchmark run, not by the
-    # suite on a shared machine: `benchmarks/registry_load.py` runs this test with
-    # PPATCH_LOAD_TARGETS=1, which asserts the p99. The suite asserts memory and errors.
-    if os.environ.get("PPATCH_LOAD_TARGETS") != "1":
-        return
-    if _p99(searches) > SEARCH_P99_LIMIT and cpu < STARVED_SHARE * WINDOW:
-        # Eight clients kept the server busy, yet it got under half a core: the machine's other
-        # load, not the server, set the latency. Reported with the figures, never passed.
+    starved = min(server.cpu_given_share(), measured.clients.cpu_given_share()) < STARVED_SHARE
+    if p99 > SEARCH_P99_LIMIT and starved:
+        # The machine's other load, not the server, set the latency: reported with the figures,
+        # never passed.
         pytest.xfail(
-            f"search p99 {_p99(searches) * 1000:.0f} ms > 50 ms, but the server process was "
-            f"given only {cpu / WINDOW:.2f} of a CPU (load average {os.getloadavg()[0]:.1f})"
+            f"search p99 {p99 * 1000:.0f} ms > 50 ms, but the server got "
+            f"{server.cpu_given_share():.2f} and the clients "
+            f"{measured.clients.cpu_given_share():.2f} of the CPU time they were ready to use "
+            f"(load average {os.getloadavg()[0]:.1f})"
         )
-    assert _p99(searches) <= SEARCH_P99_LIMIT
+    assert p99 <= SEARCH_P99_LIMIT
 
 
 def _send_big_body(port: int, *, declared: bool) -> tuple[float, bytes]:

@@ -141,10 +141,12 @@ def postgres_database() -> Iterator[str]:
 
 def _empty_postgres(url: str) -> None:
     # DELETE, children first: on tables this small it is far cheaper than TRUNCATE, which
-    # swaps every table's files.
+    # swaps every table's files. Then the generation row a migration writes, as on a freshly
+    # migrated database.
     statements = "; ".join(
         f'DELETE FROM "{table.name}"' for table in reversed(Base.metadata.sorted_tables)
     )
+    statements += "; INSERT INTO registry_state (id, generation) VALUES (1, md5(random()::text))"
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as connection:
         connection.execute(statements)
 

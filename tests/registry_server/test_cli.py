@@ -166,8 +166,8 @@ def test_unknown_revision_is_refused(capsys) -> None:
 def test_db_upgrade_and_current(capsys) -> None:
     assert run(capsys, "db", "current")[0:2] == (1, "empty\n")
     code, out, _ = run(capsys, "db", "upgrade")
-    assert code == 0 and "revision 0002 (was empty)" in out
-    assert run(capsys, "db", "current")[0:2] == (0, "current 0002\n")
+    assert code == 0 and "revision 0003 (was empty)" in out
+    assert run(capsys, "db", "current")[0:2] == (0, "current 0003\n")
     assert run(capsys, "db", "upgrade")[0] == 0  # idempotent
 
 

@@ -83,8 +83,9 @@ def test_a_public_url_must_be_an_http_url(bad: str) -> None:
 
 def test_the_public_url_comes_from_the_settings(published) -> None:
     settings = _with(published.settings, public_url="https://patches.example/")
-    client = TestClient(create_app(settings, engine=published.engine))
-    page = client.get("/p/acme/toxicity", headers={"Host": "evil.example"}).text
+    # As a context manager: the lifespan closes the database connections the app opened.
+    with TestClient(create_app(settings, engine=published.engine)) as client:
+        page = client.get("/p/acme/toxicity", headers={"Host": "evil.example"}).text
     assert '<code id="registry-url">https://patches.example</code>' in page
     assert "evil.example" not in page
 

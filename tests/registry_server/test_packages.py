@@ -180,7 +180,7 @@ def test_etag_lookup_recovers_after_a_lost_connection(published) -> None:
 
     def drop_connections() -> None:
         if url.startswith("sqlite"):
-            lookup._local.connection.driver_connection.close()
+            lookup._statement._local.connection.driver_connection.close()
             return
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
             admin.execute(

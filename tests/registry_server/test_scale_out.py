@@ -17,6 +17,12 @@ import pytest
 from tests.ports import port_from_log
 
 
+def _latest(client: httpx.Client) -> str | None:
+    found = client.get("/api/v1/search", params={"q": "toxicity"}).json()["results"]
+    assert [result["name"] for result in found] == ["toxicity"]
+    return found[0]["latest_version"]
+
+
 @pytest.fixture
 def two_servers(acme, moto_endpoint, tmp_path) -> Iterator[tuple[str, str, str]]:
     bucket = f"scale-{uuid.uuid4().hex[:10]}"
@@ -81,6 +87,8 @@ def test_two_processes_are_one_registry(acme, two_servers, make_patch, moto_endp
         index = second.get("/api/v1/packages/acme/toxicity")
         assert index.headers["etag"] == first.get("/api/v1/packages/acme/toxicity").headers["etag"]
         assert second.get(published.json()["url"]).content == make_patch()
+        # Searched on the first process (and so kept in its response cache) before the yank...
+        assert _latest(first) == "1.0.0" and _latest(first) == "1.0.0"
         yank = second.post(
             "/api/v1/packages/acme/toxicity/releases/1.0.0/yank",
             json={"reason": "bad"},
@@ -91,6 +99,7 @@ def test_two_processes_are_one_registry(acme, two_servers, make_patch, moto_endp
             "/api/v1/packages/acme/toxicity", headers={"If-None-Match": index.headers["etag"]}
         )
         assert seen.status_code == 200 and seen.json()["releases"][0]["yanked"] is True
+        assert _latest(first) is None  # ...and the yank on the second is seen there at once
 
         # The same new version with other bytes, sent to both processes at once.
         barrier = threading.Barrier(2)
