@@ -66,7 +66,10 @@ TARGETS = [
         "patchfmt/signing.py",
         ("tests/patchfmt/test_signing.py", "tests/patchfmt/test_container.py"),
     ),
-    Target("client/trust.py", ("tests/client/test_trust_and_verify.py",)),
+    Target(
+        "client/trust.py",
+        ("tests/client/test_trust.py", "tests/client/test_trust_and_verify.py"),
+    ),
     Target("client/resolver.py", ("tests/client/test_resolver.py",)),
     # The decisions, on hand-written rows and release tables; the HTTP round trip
     # (test_search_and_updates.py) uploads real patches for every test and decides nothing more.
@@ -80,7 +83,14 @@ TARGETS = [
         "registry_server/upload.py",
         ("tests/registry_server/test_upload_steps.py", "tests/registry_server/test_upload.py"),
     ),
-    Target("patchfmt/fingerprint.py", ("tests/patchfmt/test_fingerprint.py",)),
+    Target(
+        "patchfmt/fingerprint.py",
+        (
+            "tests/patchfmt/test_fingerprint.py",
+            "tests/patchfmt/test_fingerprint_decisions.py",
+            "tests/patchfmt/test_fingerprint_gguf.py",
+        ),
+    ),
     # The prefix-equivalence path: a patched forward and generate equal the concatenation
     # reference (test_patched_model.py); the shared prefix cache's own rules (test_prefix.py).
     Target(

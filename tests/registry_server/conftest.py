@@ -271,8 +271,10 @@ class LiveServer:
 
 def start_live_server(app: FastAPI) -> LiveServer:
     """uvicorn serving `app` on a loopback port it binds itself (port 0, read back), in a
-    thread of this process."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    thread of this process. The app's lifespan runs on the server's loop so that the lookup
+    connections that loop opens (the generation and ETag reads on PostgreSQL) are closed when it
+    stops, instead of leaking as unclosed psycopg connections."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
