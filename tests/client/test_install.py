@@ -800,6 +800,28 @@ def test_a_damaged_cached_blob_of_a_lockfile_is_downloaded_again(
     assert [p.version for p in store.read_installed(MODEL).patches] == ["1.0.0"]
 
 
+def test_a_lockfile_downloads_what_follows_a_cached_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRegistry()
+    fake.add_blob(PATCH_1_0)
+    fake.add_blob(BIAS)
+    with client_of(fake) as client:
+        fetch_verified(client, pin_of(PATCH_1_0), MODEL)  # cached; BIAS is not
+    clients = Clients(fake)
+    clients.install(monkeypatch)
+    locked = Lockfile(MODEL, (entry(PATCH_1_0), entry(BIAS, name="acme/bias", version="0.1.0")))
+    install_locked(ModelTarget(tmp_path / "m", MODEL), locked, source="x.lock", registry=BASE)
+    assert sorted(p.name for p in store.read_installed(MODEL).patches) == [
+        "acme/bias",
+        "acme/toxicity",
+    ]
+    blobs = sorted(Path(name).name for name in stored_files() if name.startswith("blobs/"))
+    assert blobs == sorted(
+        hashlib.sha256(data).hexdigest() + ".ppatch" for data in (PATCH_1_0, BIAS)
+    )
+
+
 def test_a_damaged_cached_blob_of_a_lockfile_is_refused_when_the_download_differs_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
