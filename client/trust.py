@@ -108,18 +108,42 @@ def _load_all() -> dict[str, Any]:
         raise UsageError(f"cannot read {str(path)!r}: not valid TOML ({error})") from error
 
 
+def _registry_table(table: str, registry: str) -> dict[str, Any]:
+    """`[table."registry"]` of the file, by namespace; empty when absent. A table that is not
+    one is refused: read as empty, it would silently drop a pin or a remembered revocation."""
+    node: object = _load_all()
+    for name in (table, _registry_key(registry)):
+        if not isinstance(node, dict):
+            break
+        node = node.get(name, {})
+    if not isinstance(node, dict):
+        raise _malformed(f"[{table}] must hold one table per registry, each by namespace")
+    return node
+
+
+def _malformed(problem: str) -> UsageError:
+    path = constants.known_keys_file()
+    return UsageError(f"cannot read {str(path)!r}: {problem}; fix the entry or delete the file")
+
+
 def pinned_keys(registry: str, namespace: str) -> PemByKeyId | None:
     """The pinned keys (key id to PEM) of a namespace, or None before first use."""
-    entry = _load_all().get("registries", {}).get(_registry_key(registry), {}).get(namespace)
-    if not isinstance(entry, dict):
+    entry = _registry_table("registries", registry).get(namespace)
+    if entry is None:
         return None
-    return {str(key_id): str(pem) for key_id, pem in entry.items()}
+    if not isinstance(entry, dict) or not all(isinstance(pem, str) for pem in entry.values()):
+        raise _malformed(f"the keys pinned for {namespace!r} on {registry} must be key id = PEM")
+    return dict(entry)
 
 
 def revoked_keys(registry: str, namespace: str) -> set[str]:
     """The key ids of `namespace` this client has ever seen revoked."""
-    entry = _load_all().get("revoked", {}).get(_registry_key(registry), {}).get(namespace, [])
-    return {str(item) for item in entry} if isinstance(entry, list) else set()
+    entry = _registry_table("revoked", registry).get(namespace)
+    if entry is None:
+        return set()
+    if not isinstance(entry, list) or not all(isinstance(item, str) for item in entry):
+        raise _malformed(f"the keys revoked for {namespace!r} on {registry} must be a list of ids")
+    return set(entry)
 
 
 def _update(change: Callable[[dict[str, Any]], None]) -> None:
@@ -127,18 +151,19 @@ def _update(change: Callable[[dict[str, Any]], None]) -> None:
     import filelock
 
     path = constants.known_keys_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # the lock file's folder, and the file's
     # Two installs pinning different namespaces at once must not lose one of the pins.
     with filelock.FileLock(path.with_name(f"{path.name}.lock"), timeout=60):
         data = _load_all()
         change(data)
-        atomic_write_text(path, tomli_w.dumps(data), mode=None, make_parents=True)
+        atomic_write_text(path, tomli_w.dumps(data), mode=None)
 
 
 def pin_keys(registry: str, namespace: str, keys: Mapping[str, str]) -> None:
     """Replace the pinned keys of a namespace (atomic write of the whole file)."""
     if not keys:
         raise UsageError(f"namespace {namespace!r} on {registry} has no active key to pin")
+    _registry_table("registries", registry)  # refuses a file it could not update
 
     def change(data: dict[str, Any]) -> None:
         pins = data.setdefault("registries", {}).setdefault(_registry_key(registry), {})
@@ -164,12 +189,15 @@ def _checked_id(entry: Mapping[str, Any], namespace: str) -> tuple[str, str]:
     """(key id, PEM) of a keys-answer entry, the id recomputed from the PEM, not believed."""
     from patchfmt import key_id, load_public_key
 
-    pem = str(entry.get("public_key", ""))
-    computed = key_id(load_public_key(pem.encode()))
-    if entry.get("key_id") != computed:
+    claimed, pem = entry.get("key_id"), entry.get("public_key")
+    source = f"registry key {claimed!r} for {namespace!r}"
+    if not isinstance(pem, str):
+        raise VerificationError(f"{source}: has no public key")
+    computed = key_id(load_public_key(pem.encode(), source=source))
+    if claimed != computed:
         raise VerificationError(
-            f"registry key for {namespace!r} claims id {entry.get('key_id')!r} but its "
-            f"public key has id {computed!r}"
+            f"registry key for {namespace!r} claims id {claimed!r} but its public key has id "
+            f"{computed!r}"
         )
     return computed, pem
 

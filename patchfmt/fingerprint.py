@@ -9,8 +9,8 @@ followed by its raw bytes; the fingerprint is the SHA-256 of the per-tensor dige
 order (docs/format.md gives the exact bytes). Hashing tensors separately is what lets a thread
 pool read and hash them in parallel (hashlib releases the GIL on large updates); reading is
 streamed in fixed-size chunks at the offsets the safetensors headers give, so memory stays
-constant whatever the model's size. Results are cached by the (name, size, mtime_ns, inode) of
-every weight file.
+constant whatever the model's size. Results are cached by the (name, size, mtime_ns, ctime_ns,
+inode) of every weight file.
 """
 
 from __future__ import annotations
@@ -88,12 +88,21 @@ class TensorLocation:
 # -- locating the model ----------------------------------------------------------------------
 
 
+def _expanded(path: Path) -> Path:
+    """`~` and `~user` expanded; as typed for an unknown user (`~typo/model`), which then names
+    nothing, rather than letting `expanduser`'s RuntimeError escape."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        return path
+
+
 def _looks_like_a_path(text: str) -> bool:
     """A path a person typed, as opposed to a Hugging Face repo id (`org/name`, `name`)."""
     if text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") >= 2:
         return True
     first, slash, _rest = text.partition("/")
-    return bool(slash) and Path(first).expanduser().is_dir()
+    return bool(slash) and _expanded(Path(first)).is_dir()
 
 
 def _close_folders(path: Path) -> list[str]:
@@ -104,7 +113,7 @@ def _close_folders(path: Path) -> list[str]:
     except OSError:
         return []
     close = difflib.get_close_matches(path.name, names, n=2, cutoff=0.75)
-    return [str(parent / name) if str(parent) != "." else name for name in close]
+    return [str(parent / name) for name in close]  # Path(".") / name is just name
 
 
 def _split_revision(text: str) -> tuple[str, str | None]:
@@ -127,7 +136,7 @@ def resolve_model_path(model: str | Path) -> Path:
     Nothing is ever downloaded: the cache lookup runs with `local_files_only=True`.
     """
     text = str(model)
-    path = Path(model).expanduser()
+    path = _expanded(Path(model))
     if path.is_dir() or is_gguf_file(path):
         return path.resolve()
     if path.exists():
@@ -271,13 +280,20 @@ def _tensor_location(
     path: Path, name: str, entry: Any, data_start: int, data_size: int
 ) -> TensorLocation:
     label = f"{path}: tensor {name!r}"
+    try:
+        name.encode("utf-8")  # the hashed form; JSON's \ud800 escapes allow lone surrogates
+    except UnicodeEncodeError:
+        raise InvalidWeightsError(f"{label}: the name is not valid UTF-8 text") from None
     if not isinstance(entry, dict):
         raise InvalidWeightsError(f"{label}: entry must be an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if not isinstance(dtype, str) or not _DTYPE.fullmatch(dtype):
         raise InvalidWeightsError(f"{label}: dtype {dtype!r} is not a safetensors dtype")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise InvalidWeightsError(f"{label}: shape {shape!r} must be a list of integers >= 0")
+    # Each dimension is hashed as a u64 (docs/format.md, 6.2): a larger one cannot be encoded.
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**64 for d in shape):
+        raise InvalidWeightsError(
+            f"{label}: shape {shape!r} must be a list of integers from 0 to 2**64 - 1"
+        )
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2

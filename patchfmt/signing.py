@@ -129,9 +129,9 @@ def load_private_key(pem: bytes, *, source: str = "private key") -> Ed25519Priva
             "ed25519, as written by 'ppatch keygen')"
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise SignatureError(
-            f"{source}: is a {type(key).__name__.lstrip('_')}; ppatch signs with ed25519 keys"
-        )
+        # cryptography >= 50 (the floor in pyproject) names its key classes plainly
+        # (`ECPrivateKey`), so the class name is the kind of key to report.
+        raise SignatureError(f"{source}: is a {type(key).__name__}; ppatch signs with ed25519 keys")
     return key
 
 
@@ -144,9 +144,7 @@ def load_public_key(pem: bytes, *, source: str = "public key") -> Ed25519PublicK
             "as written by 'ppatch keygen')"
         ) from None
     if not isinstance(key, Ed25519PublicKey):
-        raise SignatureError(
-            f"{source}: is a {type(key).__name__.lstrip('_')}; ppatch verifies ed25519 keys"
-        )
+        raise SignatureError(f"{source}: is a {type(key).__name__}; ppatch verifies ed25519 keys")
     return key
 
 

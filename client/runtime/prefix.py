@@ -331,7 +331,9 @@ def embedding_width(model: PreTrainedModel) -> int:
     """The model's hidden size as its input embeddings see it."""
     import torch
 
-    weight = model.get_input_embeddings().weight
+    # Not every embedding module is a lookup table with a `weight` (a computed embedding has
+    # none): say so, rather than fail on a missing attribute.
+    weight = getattr(model.get_input_embeddings(), "weight", None)
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"{type(model).__name__} has no input embedding matrix")
     return int(weight.shape[-1])

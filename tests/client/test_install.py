@@ -783,7 +783,7 @@ def test_a_lockfile_dry_run_plans_and_writes_nothing(
     assert not any(path.startswith("/blobs/") for path in fake.paths)
 
 
-def test_a_damaged_cached_blob_of_a_lockfile_is_refused(
+def test_a_damaged_cached_blob_of_a_lockfile_is_downloaded_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = FakeRegistry()
@@ -794,10 +794,51 @@ def test_a_damaged_cached_blob_of_a_lockfile_is_refused(
     clients = Clients(fake)
     clients.install(monkeypatch)
     locked = Lockfile(MODEL, (entry(PATCH_1_0),))
-    with pytest.raises(VerificationError, match=r"; the file was changed$"):
+    install_locked(ModelTarget(tmp_path / "m", MODEL), locked, source="x.lock", registry=BASE)
+    assert clients.opened == [BASE]  # the damaged entry sent it to the registry
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(PATCH_1_0).hexdigest()
+    assert [p.version for p in store.read_installed(MODEL).patches] == ["1.0.0"]
+
+
+def test_a_lockfile_downloads_what_follows_a_cached_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRegistry()
+    fake.add_blob(PATCH_1_0)
+    fake.add_blob(BIAS)
+    with client_of(fake) as client:
+        fetch_verified(client, pin_of(PATCH_1_0), MODEL)  # cached; BIAS is not
+    clients = Clients(fake)
+    clients.install(monkeypatch)
+    locked = Lockfile(MODEL, (entry(PATCH_1_0), entry(BIAS, name="acme/bias", version="0.1.0")))
+    install_locked(ModelTarget(tmp_path / "m", MODEL), locked, source="x.lock", registry=BASE)
+    assert sorted(p.name for p in store.read_installed(MODEL).patches) == [
+        "acme/bias",
+        "acme/toxicity",
+    ]
+    blobs = sorted(Path(name).name for name in stored_files() if name.startswith("blobs/"))
+    assert blobs == sorted(
+        hashlib.sha256(data).hexdigest() + ".ppatch" for data in (PATCH_1_0, BIAS)
+    )
+
+
+def test_a_damaged_cached_blob_of_a_lockfile_is_refused_when_the_download_differs_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakeRegistry()
+    fake.add_blob(PATCH_1_0)
+    with client_of(fake) as client:
+        path = fetch_verified(client, pin_of(PATCH_1_0), MODEL)
+    path.write_bytes(b"bit rot")
+    # The registry now serves other bytes under the locked digest: the lockfile still decides.
+    fake.blobs[sha256(PATCH_1_0)] = PATCH_1_1[: len(PATCH_1_0)].ljust(len(PATCH_1_0), b"\0")
+    clients = Clients(fake)
+    clients.install(monkeypatch)
+    locked = Lockfile(MODEL, (entry(PATCH_1_0),))
+    with pytest.raises(VerificationError, match=r"does not match the index: sha256 "):
         install_locked(ModelTarget(tmp_path / "m", MODEL), locked, source="x.lock", registry=BASE)
-    assert clients.opened == []  # the cache had the digest: no registry was asked
     assert store.read_installed(MODEL).patches == []
+    assert not path.exists()  # the damaged entry is gone, and nothing unverified took its place
 
 
 def test_a_lockfile_entry_without_a_size_cannot_be_downloaded(

@@ -13,8 +13,9 @@ string.
 
 The vendor guide is run as a reader pastes it into an empty folder: it builds (here: reuses) the
 miniature world under `~/ppatch-world` and links it in, and starts the registry itself, so its
-environment has no `PPATCH_REGISTRY`; only its port 8080 is replaced by a free one, so that
-parallel runs on one machine cannot collide. `HOME` is a folder of the workspace whose
+environment has no `PPATCH_REGISTRY`; only its port 8080 is replaced by port 0, so the registry
+binds a port nobody holds (parallel runs on one machine cannot collide), and the script reads
+the port back from the log the guide writes. `HOME` is a folder of the workspace whose
 `ppatch-world` is the test cache's miniature world. The other guides find the registry and the
 links that the vendor guide left, or, run alone, get them from the fixture.
 """
@@ -25,7 +26,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.ports import port_from_log
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -125,49 +127,101 @@ def test_every_guide_with_commands_is_run() -> None:
     assert not missing, f"guides with sh blocks that no test runs: {sorted(missing)}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 VENDOR_GUIDE = "vendor-guide.md"
 GUIDE_PORT = "8080"
+# The vendor guide starts its registry on GUIDE_PORT. Run here, the registry binds port 0 itself
+# (a port picked beforehand and freed may be taken by another suite before the server binds it)
+# and the script reads the port back from the log the guide already writes.
+GUIDE_SERVE = f"ppatch-registry serve --port {GUIDE_PORT} > registry.log 2>&1 &"
+GUIDE_EXPORT = f"export PPATCH_REGISTRY=http://127.0.0.1:{GUIDE_PORT}"
+GUIDE_LOG = "registry.log"
+READ_PORT = r"""ppatch_docs_port() {  # the port the registry (given port 0) reports in its log
+  local port=""
+  for _ in $(seq 600); do
+    port=$(sed -nE 's#.*Uvicorn running on https?://[^ :]+:([0-9]+).*#\1#p' "$1" | head -n1) || true
+    if [ -n "$port" ]; then echo "$port"; return 0; fi
+    sleep 0.1
+  done
+  echo "the registry did not report its port in $1 within 60 s" >&2
+  return 1
+}"""
+
+
+def vendor_script(text: str) -> str:
+    """The vendor guide's commands with its registry on a port the registry binds itself."""
+    assert GUIDE_SERVE in text and GUIDE_EXPORT in text, (
+        f"docs/{VENDOR_GUIDE} no longer starts its registry with {GUIDE_SERVE!r} and "
+        f"{GUIDE_EXPORT!r}: update the rewrite in tests/docs/test_guides.py"
+    )
+    text = text.replace(GUIDE_SERVE, GUIDE_SERVE.replace(f"--port {GUIDE_PORT}", "--port 0"))
+    text = text.replace(
+        GUIDE_EXPORT,
+        f"PPATCH_DOCS_PORT=$(ppatch_docs_port {GUIDE_LOG})\n"
+        "export PPATCH_REGISTRY=http://127.0.0.1:$PPATCH_DOCS_PORT",
+    )
+    text = text.replace(f":{GUIDE_PORT}", ":$PPATCH_DOCS_PORT")
+    return f"{READ_PORT}\n{text}"
+
+
+def test_the_vendor_guide_runs_with_a_port_its_registry_binds(tmp_path: Path) -> None:
+    guide = [b for b in blocks_of(DOCS / VENDOR_GUIDE) if b.skip_reason is None]
+    script = vendor_script("\n".join(block.as_bash() for block in guide))
+    assert "ppatch-registry serve --port 0 > registry.log 2>&1 &" in script
+    assert f":{GUIDE_PORT}" not in script and f"--port {GUIDE_PORT}" not in script
+    # What uvicorn prints once it has bound the port it was asked to choose.
+    (tmp_path / GUIDE_LOG).write_text(
+        "INFO:     Started server process [42]\n"
+        "INFO:     Uvicorn running on http://127.0.0.1:45123 (Press CTRL+C to quit)\n",
+        encoding="utf-8",
+    )
+    read = f"set -euo pipefail\n{READ_PORT}\nppatch_docs_port {GUIDE_LOG}"
+    found = subprocess.run(
+        ["bash", "-c", read], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert (found.returncode, found.stdout) == (0, "45123\n")
 
 
 @dataclass
 class DocsWorkspace:
     root: Path
     environment: dict[str, str]
-    port: int
     world: Path
     process_groups: list[int]
+    port: int | None = None  # the running registry's, once one has started
 
-    @property
-    def registry_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def use_port(self, port: int) -> None:
+        self.port = port
+        self.environment["PPATCH_REGISTRY"] = f"http://127.0.0.1:{port}"
 
     def registry_up(self) -> bool:
         import httpx
 
+        if self.port is None:
+            return False
         try:
-            return httpx.get(f"{self.registry_url}/healthz", timeout=1).status_code == 200
+            url = f"http://127.0.0.1:{self.port}/healthz"
+            return httpx.get(url, timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
     def ensure_registry(self) -> None:
-        """Start the registry the vendor guide would have started, when it is not running."""
+        """Start the registry the vendor guide would have started, when it is not running: on
+        port 0, the port it binds read back from its log."""
         if self.registry_up():
             return
-        server = subprocess.Popen(
-            [Path(sys.executable).parent / "ppatch-registry", "serve", "--port", str(self.port)],
-            env=self.environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        log = self.root / "registry-server.log"
+        with log.open("ab") as handle:
+            after = handle.tell()
+            server = subprocess.Popen(
+                [Path(sys.executable).parent / "ppatch-registry", "serve", "--port", "0"],
+                env=self.environment,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.process_groups.append(server.pid)
-        deadline = time.monotonic() + 60
+        self.use_port(port_from_log(log, lambda: server.poll() is None, after=after))
+        deadline = time.monotonic() + 60  # a bound for a hung start, not a speed check
         while not self.registry_up():
             assert server.poll() is None, "the registry exited during start-up"
             assert time.monotonic() < deadline, "the registry did not start within 60 s"
@@ -196,7 +250,6 @@ def workspace(
     home = root / "home"
     home.mkdir()
     (home / "ppatch-world").symlink_to(cache, target_is_directory=True)
-    port = _free_port()
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -205,12 +258,11 @@ def workspace(
     environment.update(
         HOME=str(home),
         PPATCH_HOME=str(root / ".ppatch"),
-        PPATCH_REGISTRY=f"http://127.0.0.1:{port}",
         PPATCH_REGISTRY_HOME=str(home / "ppatch-registry"),
         PPATCH_NO_PROGRESS="1",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}",
     )
-    workspace = DocsWorkspace(root, environment, port, world.directory, [])
+    workspace = DocsWorkspace(root, environment, world.directory, [])
     try:
         yield workspace
     finally:
@@ -230,15 +282,16 @@ def test_guide_commands_run(guide: str, workspace: DocsWorkspace) -> None:
         script.append(f"echo '--- {guide}:{block.line}'")
         script.append(block.as_bash())
     text = "\n".join(script)
-    environment = dict(workspace.environment)
     if guide == VENDOR_GUIDE:
         # As pasted into a fresh shell: the guide starts the registry and exports its address.
-        del environment["PPATCH_REGISTRY"], environment["PPATCH_REGISTRY_HOME"]
-        text = text.replace(f":{GUIDE_PORT}", f":{workspace.port}")
-        text = text.replace(f"--port {GUIDE_PORT}", f"--port {workspace.port}")
+        environment = dict(workspace.environment)
+        environment.pop("PPATCH_REGISTRY", None)
+        del environment["PPATCH_REGISTRY_HOME"]
+        text = vendor_script(text)
     else:
         workspace.ensure_registry()
         workspace.ensure_links()
+        environment = dict(workspace.environment)
     process = subprocess.Popen(
         ["bash", "-c", text],
         cwd=workspace.root,
@@ -259,3 +312,6 @@ def test_guide_commands_run(guide: str, workspace: DocsWorkspace) -> None:
         f"a command in docs/{guide} failed (exit {result.returncode}); output up to the failing "
         f"block:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     )
+    if guide == VENDOR_GUIDE:
+        # The later guides use the registry this one started: its token is saved for its URL.
+        workspace.use_port(port_from_log(workspace.root / GUIDE_LOG, lambda: True, timeout=5))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x448
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from patchfmt import (
@@ -236,3 +236,92 @@ def test_refusals_name_the_key_and_the_trusted_keys(
         verify_signature(changed, signature, {signer: private_key.public_key()})
     assert caught.value.key_id == signer
     assert str(caught.value).endswith("(the manifest or the signature was changed after signing)")
+
+
+# The refusals below are what a person reads on the command line (one line naming the problem),
+# so each is asserted whole, written out by hand.
+
+
+def test_a_bad_private_key_without_a_source_is_named_as_the_private_key() -> None:
+    with pytest.raises(SignatureError) as caught:
+        load_private_key(b"not a key")
+    assert str(caught.value) == (
+        "private key: not a PEM private key (expected '-----BEGIN PRIVATE KEY-----', "
+        "ed25519, as written by 'ppatch keygen')"
+    )
+
+
+def test_a_bad_public_key_without_a_source_is_named_as_the_public_key() -> None:
+    with pytest.raises(SignatureError) as caught:
+        load_public_key(b"garbage")
+    assert str(caught.value) == (
+        "public key: not a PEM public key (expected '-----BEGIN PUBLIC KEY-----', ed25519, "
+        "as written by 'ppatch keygen')"
+    )
+
+
+def _x448_private_pem() -> bytes:
+    return x448.X448PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _x448_public_pem() -> bytes:
+    return (
+        x448.X448PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+@pytest.mark.parametrize(
+    ("pem", "kind"),
+    [(_ec_private_pem(), "ECPrivateKey"), (_x448_private_pem(), "X448PrivateKey")],
+)
+def test_a_private_key_of_another_algorithm_is_named_by_its_kind(pem: bytes, kind: str) -> None:
+    with pytest.raises(SignatureError) as caught:
+        load_private_key(pem)
+    assert str(caught.value) == f"private key: is a {kind}; ppatch signs with ed25519 keys"
+
+
+@pytest.mark.parametrize(
+    ("pem", "kind"),
+    [
+        (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            "ECPublicKey",
+        ),
+        (_x448_public_pem(), "X448PublicKey"),
+    ],
+)
+def test_a_public_key_of_another_algorithm_is_named_by_its_kind(pem: bytes, kind: str) -> None:
+    with pytest.raises(SignatureError) as caught:
+        load_public_key(pem, source="pub.pem")
+    assert str(caught.value) == f"pub.pem: is a {kind}; ppatch verifies ed25519 keys"
+
+
+def test_an_unsigned_patch_is_refused_with_one_clear_line(
+    manifest: Manifest, weights: bytes, private_key: Ed25519PrivateKey
+) -> None:
+    unsigned = read_patch(pack_patch(manifest, weights))
+    with pytest.raises(SignatureError) as caught:
+        verify_patch(unsigned, {key_id(private_key): private_key.public_key()})
+    assert str(caught.value) == "the patch is not signed (it has no signature.json)"
+    assert caught.value.key_id is None
+
+
+def test_every_problem_of_a_malformed_signature_is_listed_in_field_order() -> None:
+    data = json.dumps(VALID | {"key_id": "ed25519:ABC", "signature": "b" * 64}).encode()
+    with pytest.raises(SignatureError) as caught:
+        Signature.from_json_bytes(data, source="sig.json")
+    assert str(caught.value) == (
+        "sig.json: malformed (key_id: expected 'ed25519:' followed by 16 lowercase hex digits; "
+        "signature: expected 128 lowercase hex digits (a 64-byte ed25519 signature))"
+    )
+    assert caught.value.key_id == "ed25519:ABC"

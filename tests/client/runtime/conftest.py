@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,22 @@ def build_model(vocab_size: int, *, seed: int = 0, hidden: int = HIDDEN) -> Any:
         tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(autouse=True)
+def fresh_prefix_state() -> Iterator[None]:
+    """Each test computes its own prefixes and defines the cache-layer classes itself.
+
+    Both are cached per process (the default prefix store, the classes made on first use), so a
+    test would otherwise run on what an earlier test made: its result would not depend on the
+    code it calls, and mutation testing, which runs for each changed function only the tests
+    seen calling it, would credit each function to the first test that happened to reach it.
+    """
+    from ppatch.runtime import prefix
+
+    prefix.default_prefix_store().clear()
+    prefix._DEFINED_LAYERS.clear()
+    yield
 
 
 @pytest.fixture(scope="session")
