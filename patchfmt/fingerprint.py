@@ -151,15 +151,21 @@ def resolve_model_path(model: str | Path) -> Path:
         where = "" if path.parent.is_dir() else f" (nor does its folder {str(path.parent)!r})"
         raise ModelNotFoundError(text, f"model folder {text!r} does not exist{where}{hint}")
     repo_id, revision = _split_revision(text)
-    if _REPO_ID.fullmatch(repo_id):
-        # Imported here: only this path needs huggingface_hub, and it is slow to import.
-        from huggingface_hub import snapshot_download
+    if not _REPO_ID.fullmatch(repo_id):
+        # No download command to suggest: it would fail on the same text.
+        raise ModelNotFoundError(
+            text,
+            f"model {text!r} is neither a local directory nor a Hugging Face repo id "
+            f"(org/name or org/name@revision){hint}",
+        )
+    # Imported here: only this path needs huggingface_hub, and it is slow to import.
+    from huggingface_hub import snapshot_download
 
-        try:
-            snapshot = snapshot_download(repo_id=repo_id, revision=revision, local_files_only=True)
-            return Path(snapshot).resolve()
-        except (OSError, ValueError):
-            pass
+    try:
+        snapshot = snapshot_download(repo_id=repo_id, revision=revision, local_files_only=True)
+        return Path(snapshot).resolve()
+    except (OSError, ValueError):
+        pass
     at = f" at revision {revision!r}" if revision else ""
     # A close local folder is the likelier fix than a download; say only one of the two.
     fetch = f" (ppatch never downloads models; fetch it first, e.g. 'hf download {repo_id}')"

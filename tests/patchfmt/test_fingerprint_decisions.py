@@ -92,6 +92,10 @@ NOT_CACHED = (
     "downloads models; fetch it first, e.g. 'hf download {}')"
 )
 
+NOT_A_REPO_ID = (
+    "is neither a local directory nor a Hugging Face repo id (org/name or org/name@revision)"
+)
+
 
 @pytest.mark.parametrize(
     ("typed", "message"),
@@ -111,8 +115,8 @@ NOT_CACHED = (
          "model folder '~nosuchuser-ppatch/x' does not exist (nor does its folder "
          "'~nosuchuser-ppatch')"),
         # Not a repo id, with or without what looks like a revision.
-        ("bad repo!@v1", "model 'bad repo!@v1' " + NOT_CACHED.format("bad repo!@v1")),
-        ("acme/tiny@", "model 'acme/tiny@' " + NOT_CACHED.format("acme/tiny@")),
+        ("bad repo!@v1", "model 'bad repo!@v1' " + NOT_A_REPO_ID),
+        ("acme/tiny@", "model 'acme/tiny@' " + NOT_A_REPO_ID),
         ("acme/tiny@v1",
          "model 'acme/tiny@v1' is neither a local directory nor a repo id at revision 'v1' in "
          "the local Hugging Face cache (ppatch never downloads models; fetch it first, e.g. "
@@ -183,7 +187,7 @@ def test_an_empty_revision_is_not_read_as_main(in_a_folder_with_models: Path) ->
     assert resolve_model_path("acme/tiny-lm").name == "0123456789abcdef0123456789abcdef01234567"
     with pytest.raises(ModelNotFoundError) as caught:
         resolve_model_path("acme/tiny-lm@")
-    assert str(caught.value) == "model 'acme/tiny-lm@' " + NOT_CACHED.format("acme/tiny-lm@")
+    assert str(caught.value) == "model 'acme/tiny-lm@' " + NOT_A_REPO_ID
 
 
 class _RecordingHub(http.server.BaseHTTPRequestHandler):
