@@ -22,7 +22,7 @@ from ppatch.eval.scorers import Scorer, refusal_scorer, toxicity_scorer
 from ppatch.eval.suites import SUITES, record_problem, run_suite
 from ppatch.installed import installed_file
 from ppatch.output_paths import check_parent_creatable
-from ppatch.train.config import COMPUTE_DTYPES
+from ppatch.train.config import check_compute_dtype
 from ppatch.train.data import InvalidDataFileError, read_jsonl
 from ppatch.train.modeling import LoadedModel, load_model, threads_for
 
@@ -198,10 +198,7 @@ def run_eval(
         raise UsageError("give at least one model to evaluate")
     if settings.samples < 1 or settings.max_new_tokens < 1:
         raise UsageError("--samples and --max-new-tokens must be at least 1")
-    if settings.dtype not in COMPUTE_DTYPES:
-        raise UsageError(
-            f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {settings.dtype!r}"
-        )
+    check_compute_dtype(settings.dtype)
     if output is not None:
         _check_output(output)
     records = read_suite_records(suite, prompts)

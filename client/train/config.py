@@ -9,9 +9,11 @@ real 7B model, start from the paper's setup and lower the learning rates.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
+
+from ppatch.errors import UsageError
 
 __all__ = [
     "COMPUTE_DTYPES",
@@ -25,6 +27,7 @@ __all__ = [
     "Stages",
     "StepSettings",
     "TrainConfig",
+    "check_compute_dtype",
     "step_settings_for",
 ]
 
@@ -72,6 +75,12 @@ MINIATURE_STEPS = StepSettings(
 REAL_MODEL_STEPS = StepSettings(
     sft_steps=40, sft_learning_rate=0.05, dpo_steps=20, dpo_learning_rate=0.005, batch_size=8
 )
+
+
+def check_compute_dtype(name: str) -> None:
+    """Refuse a `--dtype` of `ppatch train` or `ppatch eval` that is not one of COMPUTE_DTYPES."""
+    if name not in COMPUTE_DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
 
 
 def step_settings_for(parameters: int) -> StepSettings:
@@ -137,17 +146,11 @@ class TrainConfig:
         """The step settings of a run on a model of `parameters` parameters: each one given,
         else the size's default (`step_settings_for`)."""
         sized = step_settings_for(parameters)
-        return StepSettings(
-            sft_steps=sized.sft_steps if self.sft_steps is None else self.sft_steps,
-            sft_learning_rate=sized.sft_learning_rate
-            if self.sft_learning_rate is None
-            else self.sft_learning_rate,
-            dpo_steps=sized.dpo_steps if self.dpo_steps is None else self.dpo_steps,
-            dpo_learning_rate=sized.dpo_learning_rate
-            if self.dpo_learning_rate is None
-            else self.dpo_learning_rate,
-            batch_size=sized.batch_size if self.batch_size is None else self.batch_size,
-        )
+        chosen = {}
+        for setting in fields(StepSettings):
+            given = getattr(self, setting.name)
+            chosen[setting.name] = getattr(sized, setting.name) if given is None else given
+        return StepSettings(**chosen)
 
     def sized_for(self, parameters: int) -> TrainConfig:
         """This configuration with every step setting filled in for the model's size: what a

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ppatch.errors import ConflictError, NotFoundError, UsageError
 from ppatch.output_paths import check_parent_creatable
-from ppatch.train.config import COMPUTE_DTYPES, RULE_REFUSAL, STAGES, TrainConfig
+from ppatch.train.config import RULE_REFUSAL, STAGES, TrainConfig, check_compute_dtype
 from ppatch.train.data import InvalidDataFileError, PreferencePair, read_pairs, read_prompts
 from ppatch.train.modeling import (
     LoadedModel,
@@ -98,10 +98,7 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"{flag} must be positive, got {rate!r}")
     if config.dpo_nll_weight < 0:
         raise UsageError(f"--dpo-nll-weight must not be negative, got {config.dpo_nll_weight!r}")
-    if config.dtype not in COMPUTE_DTYPES:
-        raise UsageError(
-            f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {config.dtype!r}"
-        )
+    check_compute_dtype(config.dtype)
     if config.temperature < 0:
         raise UsageError(f"--temperature must not be negative, got {config.temperature!r}")
     if config.key is not None:
